@@ -1,0 +1,1 @@
+"""L4: Typer commands only: parse, call L3, print."""

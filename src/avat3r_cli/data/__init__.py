@@ -1,0 +1,1 @@
+"""L2: datasets, the synthetic head generator and samplers."""

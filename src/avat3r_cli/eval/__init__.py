@@ -1,0 +1,1 @@
+"""L3: evaluation metrics and protocol."""

@@ -1,0 +1,1 @@
+"""L1: reading and writing files (images, .ply, video, weights)."""

@@ -1,0 +1,1 @@
+"""L1: pure nn.Modules (tensors in, tensors out)."""
