@@ -1,11 +1,11 @@
 """Front-to-back alpha compositing of depth-ordered micro-tile lists, with a hand-written backward.
 
-Every live tile advances 16 list entries per step. For a tile, the exponent of each Gaussian's
-alpha over the tile's 16 pixels is a quadratic in the pixel offset, so one matrix product of six
-per-row coefficients with a fixed 6x16 basis gives log-alpha for a [tiles, 16, 16] block. Rules
-(gsplat's): alpha = min(0.999, o * exp(-sigma)); alpha < 1/255 is skipped; a pixel stops before
-the Gaussian that would take its transmittance to 1e-4 or below. A tile leaves the live set when
-its list ends or all its pixels have stopped, so hidden Gaussians cost almost nothing.
+Every live tile advances one block of 16 list entries per step. Over a tile, the exponent of a
+Gaussian's alpha is a quadratic in the pixel offset, so one matrix product of six per-row
+coefficients with a fixed 6x16 basis gives log-alpha for a [tiles, 16, 16] block. Rules (gsplat's):
+alpha = min(0.999, o * exp(-sigma)); alpha < 1/255 is skipped; a pixel stops before the Gaussian
+that would take its transmittance to 1e-4 or below. A tile leaves the live set when its list ends
+or all its pixels have stopped, so hidden Gaussians cost almost nothing.
 
 The backward replays the loop in forward order; the back-to-front sums it needs are the saved
 per-pixel totals minus the running prefix.
@@ -20,11 +20,15 @@ import torch
 from avat3r_cli.render.projection import ALPHA_THRESHOLD
 from avat3r_cli.render.tiles import TILE, TileLists
 
-STEP = 16  # list entries per step; 16 keeps the small matrix products on their fast path
+PIXELS = TILE * TILE
+STEP = 16  # list entries a tile advances per step; 16 keeps the small matrix products fast
 MAX_ALPHA = 0.999
 MIN_TRANSMITTANCE = 1e-4
-TILES_PER_CHUNK = 4096  # bounds each step's working set to about 1M elements
+# Each step's working set is TILES_PER_CHUNK * 256 elements: large fresh allocations page-fault,
+# and about 1M elements per tensor was the measured sweet spot on 2 cores.
+TILES_PER_CHUNK = 4096
 _COMPACT_FRACTION = 0.125
+_NUM_COEFFS = 6
 
 
 def _pixel_basis(device: torch.device) -> torch.Tensor:
@@ -35,76 +39,110 @@ def _pixel_basis(device: torch.device) -> torch.Tensor:
     return torch.stack([torch.ones_like(u), u, v, u * u, v * v, u * v])
 
 
-def _row_coefficients(means2d, conics, log_opacities, lists: TileLists, rows: torch.Tensor):
-    """Coefficients ``[len(rows), 6]`` of log-alpha in the basis of ``_pixel_basis``.
+def _param_table(means2d, conics, log_opacities, feats) -> torch.Tensor:
+    """Per-Gaussian rows ``[M + 1, 6 + C]``: (x, y, a, b, c, log-opacity, features...).
 
-    With (ex, ey) the Gaussian's centre relative to the tile centre and (u, v) a pixel's offset,
-    -sigma = -(a (ex-u)^2 + 2b (ex-u)(ey-v) + c (ey-v)^2) / 2, expanded in monomials of (u, v).
+    The extra last row is the sentinel that fills empty slots: never opaque.
     """
-    g = lists.row_gaussian[rows]
-    e = means2d[g] - lists.tile_centers(rows)
-    ex, ey = e.unbind(-1)
-    a, b, c = conics[g].unbind(-1)
-    k0 = log_opacities[g] - 0.5 * a * ex * ex - 0.5 * c * ey * ey - b * ex * ey
-    return torch.stack([k0, a * ex + b * ey, c * ey + b * ex, -0.5 * a, -0.5 * c, -b], dim=-1), (g, ex, ey, a, b, c)
+    table = torch.cat([means2d, conics, log_opacities[:, None], feats], dim=1)
+    sentinel = torch.zeros(1, table.shape[1], device=table.device)
+    sentinel[0, 5] = -1e30
+    return torch.cat([table, sentinel]).contiguous()
+
+
+def _coefficients(entries: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor):
+    """Log-alpha coefficients ``[L, 16, 6]`` of gathered ``entries [L, 16, 6 + C]`` over tiles
+    centred at (``cx [L]``, ``cy [L]``), and the terms the backward needs.
+
+    -sigma = -(a (ex-u)^2 + 2b (ex-u)(ey-v) + c (ey-v)^2) / 2 with (ex, ey) the Gaussian's centre
+    relative to the tile centre, expanded in monomials of the pixel offset (u, v). Offsets from
+    the tile centre keep the terms small, so float32 loses little to cancellation.
+    """
+    ex = entries[..., 0] - cx[:, None]
+    ey = entries[..., 1] - cy[:, None]
+    a, b, c, log_o = entries[..., 2], entries[..., 3], entries[..., 4], entries[..., 5]
+    bx, by = b * ex, b * ey
+    k0 = log_o - 0.5 * (a * ex * ex + c * ey * ey) - bx * ey
+    coeffs = torch.stack([k0, a * ex + by, c * ey + bx, -0.5 * a, -0.5 * c, -b], dim=-1)
+    return coeffs, (ex, ey, a, b, c)
+
+
+def _coefficient_grads(d_k: torch.Tensor, terms) -> torch.Tensor:
+    """Chain rule from coefficient gradients ``[L, 16, 6]`` to (x, y, a, b, c, log-opacity)."""
+    ex, ey, a, b, c = terms
+    d0, d1, d2, d3, d4, d5 = d_k.unbind(-1)
+    return torch.stack(
+        [
+            -(a * ex + b * ey) * d0 + a * d1 + b * d2,
+            -(c * ey + b * ex) * d0 + b * d1 + c * d2,
+            -0.5 * ex * ex * d0 + ex * d1 - 0.5 * d3,
+            -ex * ey * d0 + ey * d1 + ex * d2 - d5,
+            -0.5 * ey * ey * d0 + ey * d2 - 0.5 * d4,
+            d0,
+        ],
+        dim=-1,
+    )
 
 
 @dataclass
 class _Segment:
-    """A run of steps over a fixed live set: ``keep`` selects it from the previous live set."""
+    """A run of steps over a fixed live set; ``keep`` selects it from the previous live set."""
 
     keep: torch.Tensor | None
     first_step: int
     num_steps: int
 
 
-def _step_alphas(rows: torch.Tensor, basis: torch.Tensor):
-    """alpha ``[L, 16g, 16p]`` and exp(-sigma)*o before the clamp, for gathered ``rows [L, 16, 6+C]``."""
-    raw = torch.exp(rows[..., :6] @ basis)
+def _step_entries(lists: TileLists, start: torch.Tensor, end: torch.Tensor, step: int) -> torch.Tensor:
+    """Gaussian indices ``[L, 16]`` the live tiles (runs ``start..end``) composite at ``step``.
+
+    Past the end of a run the sentinel (never opaque) stands in.
+    """
+    idx = start[:, None] + (step * STEP + torch.arange(STEP, device=start.device))
+    idx = torch.minimum(idx, end[:, None])  # the slot just past a run...
+    idx.masked_fill_(idx == end[:, None], lists.num_rows)  # ...is replaced by the sentinel
+    return lists.entries[idx]
+
+
+def _composite_step(coeffs, basis, t_in):
+    """One step for the live tiles: ``coeffs [L, 16, 6]``, transmittance in ``t_in [L, 16]``.
+
+    Returns weights ``[L, 16 entries, 16 pixels]`` (0 past the stop), the stop mask, alpha before
+    the clamp, 1 - alpha, and transmittance after each entry.
+    """
+    raw = torch.exp(coeffs @ basis)
     alpha = raw.clamp(max=MAX_ALPHA)
-    alpha = torch.nn.functional.threshold(alpha, ALPHA_THRESHOLD, 0.0)
-    return alpha, raw
-
-
-def _transmittance(alpha: torch.Tensor, t_in: torch.Tensor):
-    """Per-entry transmittance before ``[L, 16, 16]``, the stop mask and the weights."""
+    torch.nn.functional.threshold(alpha, ALPHA_THRESHOLD, 0.0, inplace=True)
     one_minus = 1.0 - alpha
-    t_next = torch.cumprod(one_minus, dim=1) * t_in[:, None, :]
-    valid = t_next > MIN_TRANSMITTANCE
-    t_before = torch.cat([t_in[:, None, :], t_next[:, :-1, :]], dim=1)
-    weight = alpha * t_before * valid
-    return one_minus, t_before, valid, weight
+    t_after = torch.cumprod(one_minus, dim=1).mul_(t_in[:, None, :])
+    valid = t_after > MIN_TRANSMITTANCE
+    # alpha * T_before == alpha * T_after / (1 - alpha); 1 - alpha >= 0.001, so this is safe.
+    weight = alpha.div_(one_minus).mul_(t_after).mul_(valid)
+    return weight, valid, raw, one_minus, t_after
 
 
-def _gather_rows(table, start, end, step, arange16):
-    idx = start[:, None] + step * STEP + arange16
-    sentinel = table.shape[0] - 1
-    idx = torch.where(idx < end[:, None], idx, torch.full_like(idx, sentinel))
-    return idx, table[idx]
-
-
-def _forward_chunk(table, basis, tiles, lists, num_feats):
-    """Composite the tiles ``tiles [L]``; returns features ``[L, 16, C]``, T ``[L, 16]`` and segments."""
-    device = table.device
-    arange16 = torch.arange(STEP, device=device)
+def _forward_chunk(params, basis, tiles, lists: TileLists, num_feats):
+    """Composite ``tiles [L]``; features ``[L, 16, C]``, transmittance ``[L, 16]``, segments."""
+    device = params.device
     n = tiles.shape[0]
-    out_feat = torch.zeros(n, TILE * TILE, num_feats, device=device)
-    out_t = torch.ones(n, TILE * TILE, device=device)
+    out_feat = torch.zeros(n, PIXELS, num_feats, device=device)
+    out_t = torch.ones(n, PIXELS, device=device)
     live = torch.arange(n, device=device)
     start = lists.tile_start[tiles]
     end = start + lists.tile_count[tiles]
-    t = torch.ones(n, TILE * TILE, device=device)
-    alive = torch.ones(n, TILE * TILE, device=device)
-    acc = torch.zeros(n, TILE * TILE, num_feats, device=device)
+    cx, cy = lists.tile_centers(tiles)
+    t = torch.ones(n, PIXELS, device=device)
+    alive = torch.ones(n, PIXELS, device=device)
+    acc = torch.zeros(n, PIXELS, num_feats, device=device)
     segments = [_Segment(None, 0, 0)]
     step = 0
     while live.numel() > 0:
-        _, rows = _gather_rows(table, start, end, step, arange16)
-        alpha, _ = _step_alphas(rows, basis)
-        _, _, valid, weight = _transmittance(alpha, t * alive)
-        acc += weight.transpose(1, 2) @ rows[..., 6:]
-        t = t - weight.sum(dim=1)
-        alive = alive * valid[:, -1, :]
+        entries = params[_step_entries(lists, start, end, step)]
+        coeffs, _ = _coefficients(entries, cx, cy)
+        weight, valid, _, _, _ = _composite_step(coeffs, basis, t * alive)
+        acc.baddbmm_(weight.transpose(1, 2), entries[..., _NUM_COEFFS:])
+        t.sub_(weight.sum(dim=1))
+        alive.mul_(valid[:, -1, :])
         step += 1
         segments[-1].num_steps += 1
         finished = (start + step * STEP >= end) | (alive.sum(dim=1) == 0)
@@ -113,101 +151,78 @@ def _forward_chunk(table, basis, tiles, lists, num_feats):
             out_feat[live[finished]] = acc[finished]
             out_t[live[finished]] = t[finished]
             keep = ~finished
-            live, start, end, t, alive, acc = live[keep], start[keep], end[keep], t[keep], alive[keep], acc[keep]
+            live, start, end, cx, cy = live[keep], start[keep], end[keep], cx[keep], cy[keep]
+            t, alive, acc = t[keep], alive[keep], acc[keep]
             segments.append(_Segment(keep, step, 0))
     return out_feat, out_t, segments
 
 
-def _backward_chunk(table, basis, tiles, lists, segments, tot_feat, tot_t, g_feat, g_t, grad_rows):
-    """Replay a chunk's steps and write d(loss)/d(row) ``[6 + C]`` into ``grad_rows``."""
-    device = table.device
-    arange16 = torch.arange(STEP, device=device)
+def _backward_chunk(params, basis, tiles, lists: TileLists, segments, totals, grads, grad_params):
+    """Replay a chunk's steps; accumulate d(loss)/d(param row) into ``grad_params [M + 1, 6 + C]``."""
+    (tot_feat, tot_t), (g_feat, g_t) = totals, grads
+    device = params.device
     n = tiles.shape[0]
     start = lists.tile_start[tiles]
     end = start + lists.tile_count[tiles]
-    t = torch.ones(n, TILE * TILE, device=device)
-    alive = torch.ones(n, TILE * TILE, device=device)
-    prefix = torch.zeros(n, TILE * TILE, device=device)  # running sum of w * (c . dL/dC)
+    cx, cy = lists.tile_centers(tiles)
+    t = torch.ones(n, PIXELS, device=device)
+    alive = torch.ones(n, PIXELS, device=device)
+    prefix = torch.zeros(n, PIXELS, device=device)  # running sum of w * (c . dL/dC)
     tot_dot = (tot_feat * g_feat).sum(-1)
     g_t_final = g_t * tot_t
     for seg in segments:
         if seg.keep is not None:
             k = seg.keep
-            start, end, t, alive, prefix = start[k], end[k], t[k], alive[k], prefix[k]
+            start, end, cx, cy = start[k], end[k], cx[k], cy[k]
+            t, alive, prefix = t[k], alive[k], prefix[k]
             tot_dot, g_t_final, g_feat = tot_dot[k], g_t_final[k], g_feat[k]
         for step in range(seg.first_step, seg.first_step + seg.num_steps):
-            idx, rows = _gather_rows(table, start, end, step, arange16)
-            alpha, raw = _step_alphas(rows, basis)
-            one_minus, t_before, valid, weight = _transmittance(alpha, t * alive)
-            feats = rows[..., 6:]
-            c_dot = feats @ g_feat.transpose(1, 2)  # [L, 16g, 16p]: c_g . dL/dC_p
+            gauss = _step_entries(lists, start, end, step)
+            entries = params[gauss]
+            coeffs, terms = _coefficients(entries, cx, cy)
+            weight, valid, raw, one_minus, t_after = _composite_step(coeffs, basis, t * alive)
+            c_dot = entries[..., _NUM_COEFFS:] @ g_feat.transpose(1, 2)  # [L, 16g, 16p]: c_g . dL/dC_p
             w_dot = weight * c_dot
-            running = torch.cumsum(w_dot, dim=1) + prefix[:, None, :]
+            suffix = torch.cumsum(w_dot, dim=1).add_(prefix[:, None, :]).neg_().add_(tot_dot[:, None, :])
             # dL/dalpha_g = T_g c_g.dC - (sum_{j>g} w_j c_j.dC + T_final dL/dT_final) / (1 - alpha_g)
-            d_alpha = c_dot * t_before - (tot_dot[:, None, :] - running + g_t_final[:, None, :]) / one_minus
-            live_pair = valid & (raw <= MAX_ALPHA) & (alpha > 0)
-            d_q = d_alpha * raw * live_pair
-            grad_rows[idx, :6] = d_q @ basis.T
-            grad_rows[idx, 6:] = weight @ g_feat
-            t = t - weight.sum(dim=1)
-            alive = alive * valid[:, -1, :]
-            prefix = prefix + w_dot.sum(dim=1)
+            d_alpha = (c_dot * t_after - suffix - g_t_final[:, None, :]).div_(one_minus)
+            d_q = d_alpha.mul_(raw).mul_(valid & (raw <= MAX_ALPHA) & (raw > ALPHA_THRESHOLD))
+            d_entries = torch.cat([_coefficient_grads(d_q @ basis.T, terms), weight @ g_feat], dim=-1)
+            grad_params.index_add_(0, gauss.reshape(-1), d_entries.reshape(-1, d_entries.shape[-1]))
+            t.sub_(weight.sum(dim=1))
+            alive.mul_(valid[:, -1, :])
+            prefix.add_(w_dot.sum(dim=1))
 
 
 class _CompositeTiles(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means2d, conics, log_opacities, feats, lists: TileLists):
         device = means2d.device
-        all_rows = torch.arange(lists.num_rows, device=device)
-        coeffs, _ = _row_coefficients(means2d, conics, log_opacities, lists, all_rows)
-        table = torch.cat([coeffs, feats[lists.row_gaussian]], dim=1)
-        # A sentinel row that is never opaque pads lists shorter than a step.
-        sentinel = torch.zeros(1, table.shape[1], device=device)
-        sentinel[0, 0] = -1e30
-        table = torch.cat([table, sentinel]).contiguous()
+        params = _param_table(means2d, conics, log_opacities, feats)
         basis = _pixel_basis(device)
         num_tiles = lists.tiles_x * lists.tiles_y
-        feat_out = torch.zeros(num_tiles, TILE * TILE, feats.shape[1], device=device)
-        t_out = torch.ones(num_tiles, TILE * TILE, device=device)
-        nonempty = torch.nonzero(lists.tile_count > 0).squeeze(1)
+        feat_out = torch.zeros(num_tiles, PIXELS, feats.shape[1], device=device)
+        t_out = torch.ones(num_tiles, PIXELS, device=device)
         chunks = []
-        for tiles in torch.split(nonempty, TILES_PER_CHUNK):
-            f, tr, segments = _forward_chunk(table, basis, tiles, lists, feats.shape[1])
+        for tiles in torch.split(torch.nonzero(lists.tile_count > 0).squeeze(1), TILES_PER_CHUNK):
+            f, tr, segments = _forward_chunk(params, basis, tiles, lists, feats.shape[1])
             feat_out[tiles], t_out[tiles] = f, tr
             chunks.append((tiles, segments))
         ctx.lists, ctx.chunks = lists, chunks
-        ctx.save_for_backward(means2d, conics, log_opacities, feats, table, feat_out, t_out)
+        ctx.save_for_backward(params, feat_out, t_out)
         return feat_out, t_out
 
     @staticmethod
     def backward(ctx, g_feat, g_t):
-        means2d, conics, log_opacities, feats, table, feat_out, t_out = ctx.saved_tensors
-        lists = ctx.lists
-        basis = _pixel_basis(table.device)
-        grad_rows = torch.zeros_like(table)
-        g_feat = g_feat.contiguous()
-        g_t = g_t.contiguous()
+        params, feat_out, t_out = ctx.saved_tensors
+        basis = _pixel_basis(params.device)
+        grad_params = torch.zeros_like(params)
+        g_feat, g_t = g_feat.contiguous(), g_t.contiguous()
         for tiles, segments in ctx.chunks:
-            _backward_chunk(
-                table, basis, tiles, lists, segments, feat_out[tiles], t_out[tiles], g_feat[tiles], g_t[tiles], grad_rows
-            )
-        grad_rows = grad_rows[:-1]
-        all_rows = torch.arange(lists.num_rows, device=table.device)
-        _, (g, ex, ey, a, b, c) = _row_coefficients(means2d, conics, log_opacities, lists, all_rows)
-        dk = grad_rows[:, :6]
-        d0, d1, d2, d3, d4, d5 = dk.unbind(-1)
-        # Chain rule from the six coefficients back to (mean, conic, log-opacity) of each row.
-        d_a = -0.5 * ex * ex * d0 + ex * d1 - 0.5 * d3
-        d_b = -ex * ey * d0 + ey * d1 + ex * d2 - d5
-        d_c = -0.5 * ey * ey * d0 + ey * d2 - 0.5 * d4
-        d_ex = -(a * ex + b * ey) * d0 + a * d1 + b * d2
-        d_ey = -(c * ey + b * ex) * d0 + b * d1 + c * d2
-        n = means2d.shape[0]
-        grad_means2d = torch.zeros_like(means2d).index_add_(0, g, torch.stack([d_ex, d_ey], -1))
-        grad_conics = torch.zeros_like(conics).index_add_(0, g, torch.stack([d_a, d_b, d_c], -1))
-        grad_logop = torch.zeros(n, device=table.device).index_add_(0, g, d0)
-        grad_feats = torch.zeros_like(feats).index_add_(0, g, grad_rows[:, 6:])
-        return grad_means2d, grad_conics, grad_logop, grad_feats, None
+            totals = (feat_out[tiles], t_out[tiles])
+            _backward_chunk(params, basis, tiles, ctx.lists, segments, totals, (g_feat[tiles], g_t[tiles]), grad_params)
+        grad_params = grad_params[:-1]
+        return grad_params[:, :2], grad_params[:, 2:5], grad_params[:, 5], grad_params[:, _NUM_COEFFS:], None
 
 
 def composite_tiles(
@@ -217,11 +232,13 @@ def composite_tiles(
     feats: torch.Tensor,
     lists: TileLists,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Composite depth-sorted Gaussians over their tile lists.
+    """Composite depth-sorted Gaussians over their tile lists; differentiable.
 
     Args:
-        means2d: ``[M, 2]`` pixel centres, conics ``[M, 3]``, opacities ``[M]`` in (0, 1],
-            feats ``[M, C]`` per-Gaussian features (colour, depth...), all sorted front to back.
+        means2d: ``[M, 2]`` pixel centres, sorted front to back like every other input.
+        conics: ``[M, 3]`` inverse 2D covariances (a, b, c).
+        opacities: ``[M]`` in (0, 1].
+        feats: ``[M, C]`` per-Gaussian features (colour, depth...).
         lists: the tile lists of these Gaussians.
 
     Returns:

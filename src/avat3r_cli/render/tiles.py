@@ -18,31 +18,33 @@ class TileLists:
     """Intersections of depth-sorted Gaussians with micro-tiles.
 
     Attributes:
-        row_gaussian: ``[R]`` Gaussian index of each row; rows are grouped by tile, depth-ordered.
-        row_tile: ``[R]`` tile index of each row (``ty * tiles_x + tx``).
-        tile_start: ``[T]`` first row of each tile.
-        tile_count: ``[T]`` number of rows of each tile.
+        entries: ``[R + 1]`` Gaussian index of each (tile, Gaussian) pair, grouped by tile, each
+            tile's run in depth order; the last entry is the sentinel M (one past the last
+            Gaussian) that pads a step reaching past the end of a tile's run.
+        tile_start: ``[T]`` first entry of each tile.
+        tile_count: ``[T]`` number of entries of each tile.
+        num_gaussians: M, also the sentinel index.
         tiles_x: tiles per image row (ceil(W / 4)).
         tiles_y: tiles per image column (ceil(H / 4)).
     """
 
-    row_gaussian: torch.Tensor
-    row_tile: torch.Tensor
+    entries: torch.Tensor
     tile_start: torch.Tensor
     tile_count: torch.Tensor
+    num_gaussians: int
     tiles_x: int
     tiles_y: int
 
     @property
     def num_rows(self) -> int:
-        return int(self.row_gaussian.shape[0])
+        """Number of (tile, Gaussian) pairs R."""
+        return int(self.entries.shape[0]) - 1
 
-    def tile_centers(self, rows: torch.Tensor) -> torch.Tensor:
-        """Pixel coordinates ``[len(rows), 2]`` (x, y) of the centres of the tiles of ``rows``."""
-        tile = self.row_tile[rows]
-        ty = torch.div(tile, self.tiles_x, rounding_mode="floor")
-        tx = tile - ty * self.tiles_x
-        return torch.stack([tx, ty], dim=-1).to(torch.float32) * TILE + TILE / 2.0
+    def tile_centers(self, tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pixel coordinates (x ``[L]``, y ``[L]``) of the centres of ``tiles [L]``."""
+        ty = torch.div(tiles, self.tiles_x, rounding_mode="floor")
+        tx = tiles - ty * self.tiles_x
+        return tx.to(torch.float32) * TILE + TILE / 2.0, ty.to(torch.float32) * TILE + TILE / 2.0
 
 
 @torch.no_grad()
@@ -54,8 +56,8 @@ def build_tile_lists(means2d: torch.Tensor, radii: torch.Tensor, height: int, wi
     device = means2d.device
     tiles_x = (width + TILE - 1) // TILE
     tiles_y = (height + TILE - 1) // TILE
-    lo = torch.floor((means2d - radii) / TILE).to(torch.int64)
-    hi = torch.floor((means2d + radii) / TILE).to(torch.int64)
+    lo = torch.floor((means2d - radii) / TILE).to(torch.int32)
+    hi = torch.floor((means2d + radii) / TILE).to(torch.int32)
     tx0 = lo[:, 0].clamp(0, tiles_x - 1)
     ty0 = lo[:, 1].clamp(0, tiles_y - 1)
     nx = hi[:, 0].clamp(0, tiles_x - 1) - tx0 + 1
@@ -63,20 +65,27 @@ def build_tile_lists(means2d: torch.Tensor, radii: torch.Tensor, height: int, wi
     counts = nx * ny
     num_rows = int(counts.sum())
     num_tiles = tiles_x * tiles_y
+    num_gauss = means2d.shape[0]
     if num_rows == 0:
-        empty = torch.zeros(0, dtype=torch.int64, device=device)
         zeros = torch.zeros(num_tiles, dtype=torch.int64, device=device)
-        return TileLists(empty, empty, zeros, zeros.clone(), tiles_x, tiles_y)
+        sentinel = torch.full((1,), num_gauss, dtype=torch.int64, device=device)
+        return TileLists(sentinel, zeros, zeros.clone(), num_gauss, tiles_x, tiles_y)
 
-    gauss = torch.repeat_interleave(torch.arange(len(counts), device=device), counts, output_size=num_rows)
-    first_row = torch.cumsum(counts, 0) - counts
-    local = torch.arange(num_rows, device=device) - first_row[gauss]
-    row_nx = nx[gauss]
-    ty = ty0[gauss] + torch.div(local, row_nx, rounding_mode="floor")
-    tx = tx0[gauss] + local % row_nx
-    tile = ty * tiles_x + tx
-    # Stable: rows of one tile keep the Gaussians' depth order.
+    # Rows of a Gaussian enumerate its box row-major: row `local` is at (local // nx, local % nx).
+    # int32 throughout, and the division in float32 (exact here: local < 2^24), because 64-bit
+    # integer division and gathers dominated this function.
+    first_row = torch.cumsum(counts, 0, dtype=torch.int32) - counts
+    gauss = torch.repeat_interleave(
+        torch.arange(num_gauss, dtype=torch.int32, device=device), counts, output_size=num_rows
+    )
+    per_gauss = torch.stack([first_row, nx, ty0 * tiles_x + tx0], dim=1)[gauss.long()]
+    local = torch.arange(num_rows, dtype=torch.int32, device=device) - per_gauss[:, 0]
+    row_nx = per_gauss[:, 1]
+    dy = ((local.float() + 0.5) / row_nx.float()).to(torch.int32)
+    tile = per_gauss[:, 2] + dy * (tiles_x - row_nx) + local  # (ty0 + dy) * tiles_x + tx0 + dx
+    # Stable, so the rows of one tile keep the Gaussians' depth order.
     tile_sorted, order = torch.sort(tile, stable=True)
     tile_count = torch.bincount(tile_sorted, minlength=num_tiles)
     tile_start = torch.cumsum(tile_count, 0) - tile_count
-    return TileLists(gauss[order], tile_sorted, tile_start, tile_count, tiles_x, tiles_y)
+    entries = torch.cat([gauss[order], torch.full((1,), num_gauss, dtype=torch.int32, device=device)]).long()
+    return TileLists(entries, tile_start, tile_count, num_gauss, tiles_x, tiles_y)
