@@ -1,0 +1,94 @@
+"""``avat3r render AVATAR.ply -o OUT.mp4``: a turntable video of an avatar."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+
+def _progress_bar(console: Console) -> Progress:
+    """A frame counter with ETA on ``console`` (off when it is not a terminal)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        # Transient: the summary line replaces the bar. Disabled off a terminal so logs and
+        # captured stderr hold only the summary (or the one error line).
+        transient=True,
+        disable=not console.is_terminal,
+    )
+
+
+def render(
+    avatar: Annotated[
+        Path, typer.Argument(metavar="AVATAR.ply", help="A 3D Gaussian splat .ply (INRIA 3DGS layout).", show_default=False)
+    ],
+    # str, not Path: Path drops a trailing '/', which is how a PNG-frame folder is asked for.
+    output: Annotated[
+        str,
+        typer.Option(
+            "--output", "-o", metavar="OUT",
+            help="Output: .mp4 (H.264), .gif, or a folder of PNG frames (no suffix or a trailing '/').",
+            show_default=False,
+        ),
+    ],
+    frames: Annotated[int, typer.Option(help="Frames in one full turn (>= 1).")] = 120,
+    size: Annotated[int, typer.Option(help="Square image side in pixels (16..4096).")] = 512,
+    fps: Annotated[int, typer.Option(help="Frames per second (1..240).")] = 30,
+    background: Annotated[
+        str, typer.Option(help="Background: white, black, gray, #rrggbb or r,g,b in 0..1.")
+    ] = "white",
+    device: Annotated[str, typer.Option(help="auto|cpu|cuda[:i]|mps (auto picks CUDA when present).")] = "auto",
+    fov: Annotated[float, typer.Option(help="Vertical field of view of the camera, degrees.")] = 30.0,
+    elevation: Annotated[float, typer.Option(help="Camera height above the avatar's equator, degrees.")] = 10.0,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Also print a JSON summary of what was written on stdout.")
+    ] = False,
+) -> None:
+    """Render a 360° turntable of an avatar to a video, a GIF or PNG frames."""
+    from avat3r_cli.pipeline.turntable import render_turntable  # imports torch; keep --help fast
+
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    with _progress_bar(console) as bar:
+        task: list[int] = []
+
+        def on_progress(done: int, total: int) -> None:
+            # The task is created on the first call, so loading the file shows no empty bar.
+            if not task:
+                task.append(bar.add_task("Rendering", total=total))
+            bar.update(task[0], completed=done)
+
+        result = render_turntable(
+            avatar, output, frames=frames, size=size, fps=fps, background=background,
+            device=device, fov_deg=fov, elevation_deg=elevation, progress=on_progress,
+        )
+    shown = f"{result.path}/" if result.kind == "png" else str(result.path)
+    what = ("PNG " if result.kind == "png" else "") + ("frame" if result.frames == 1 else "frames")
+    console.print(
+        f"Wrote {shown} ({result.frames} {what}, {result.width}x{result.height}, {result.fps} fps) "
+        f"in {result.seconds:.1f} s on {result.device}",
+        markup=False,
+    )
+    if json_output:
+        typer.echo(json.dumps(result.to_dict()))
