@@ -120,15 +120,33 @@ def orbit_cameras(
     return cams
 
 
-def fit_orbit_radius(means: torch.Tensor, fov_y_deg: float, margin: float = 1.15) -> tuple[torch.Tensor, float]:
-    """Centre ``[3]`` and the orbit radius at which points ``[N, 3]`` fill the view.
+def fit_orbit_radius(
+    means: torch.Tensor,
+    fov_y_deg: float,
+    margin: float = 1.1,
+    up: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, float]:
+    """Centre ``[3]`` and the distance at which a turntable around ``up`` keeps points ``[N, 3]`` in view.
 
-    Uses robust bounds (0.5 and 99.5 percentiles) so stray Gaussians do not shrink the avatar.
+    The avatar turns about the vertical axis through its centre, so what must fit is a cylinder:
+    its radius (the farthest point from the axis) and its half height, seen from the camera's
+    distance minus that radius (the near side is closest). Robust bounds (0.5 and 99.5
+    percentiles) keep stray Gaussians from shrinking the avatar. ``up`` defaults to -y.
     """
-    lo = torch.quantile(means.float(), 0.005, dim=0) if means.shape[0] > 1 else means[0].float()
-    hi = torch.quantile(means.float(), 0.995, dim=0) if means.shape[0] > 1 else means[0].float()
-    center = (lo + hi) / 2.0
-    half_extent = float(torch.linalg.norm(hi - lo)) / 2.0
-    half_extent = max(half_extent, 1e-3)
-    radius = margin * half_extent / math.sin(math.radians(fov_y_deg) / 2.0)
-    return center, radius
+    up = torch.tensor([0.0, -1.0, 0.0]) if up is None else up.to(torch.float32)
+    up = up / torch.linalg.norm(up)
+    pts = means.detach().float()
+    if pts.shape[0] > 1:
+        lo, hi = torch.quantile(pts, 0.005, dim=0), torch.quantile(pts, 0.995, dim=0)
+        inside = ((pts >= lo) & (pts <= hi)).all(dim=1)
+        pts = pts[inside] if bool(inside.any()) else pts
+    center = (pts.min(dim=0).values + pts.max(dim=0).values) / 2.0
+    rel = pts - center
+    height = rel @ up
+    half_height = float(height.abs().max()) if rel.shape[0] else 0.0
+    radial = float(torch.linalg.norm(rel - height[:, None] * up, dim=1).max()) if rel.shape[0] else 0.0
+    half_height, radial = max(half_height, 1e-3), max(radial, 1e-3)
+    tan_half = math.tan(math.radians(fov_y_deg) / 2.0)
+    # Vertically: half_height / (d - radial) <= tan; sideways (square images): radial fits too.
+    distance = max(radial + half_height / tan_half, radial / math.sin(math.radians(fov_y_deg) / 2.0))
+    return center, margin * distance
