@@ -1,0 +1,92 @@
+"""The one registry of known Avat3r weights: where they come from, their hashes and licence.
+
+No Avat3r weights have been published (the authors' repository is an empty placeholder, see
+``reference/avat3r.md``), so the registry starts empty. Entries are added only for files that
+exist, with the sha256 of the exact bytes: the project's own trained models go here, either as a
+hub repo pinned to a commit or as a folder bundled with the source tree (``path``, relative to the
+repository root). Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# The source tree's root (src/avat3r_cli/io/registry.py -> parents[3]); bundled folders live under it.
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    """One set of known weights.
+
+    Attributes:
+        name: short name users type (``avat3r weights download NAME``).
+        preset: the ``ModelConfig`` preset the weights were trained with (for listings).
+        licence: SPDX id or a short licence name.
+        geometry_backend: the position-map backend the weights expect (e.g. ``dust3r``).
+        feature_backend: the image-feature backend they expect (``none``, ``sapiens-2b``, ...).
+        description: one line for listings.
+        repo: hub repo id ``org/name`` (exactly one of ``repo`` and ``path`` is set).
+        revision: the hub commit the hashes belong to (pin it; a branch can move).
+        path: a bundled folder, relative to the project root (or absolute).
+        files: ``(filename, sha256 hex)`` pairs; downloads and ``weights verify`` check them.
+    """
+
+    name: str
+    preset: str
+    licence: str
+    geometry_backend: str
+    feature_backend: str
+    description: str
+    repo: str | None = None
+    revision: str | None = None
+    path: str | None = None
+    files: tuple[tuple[str, str], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if (self.repo is None) == (self.path is None):
+            raise ValueError(f"registry entry {self.name!r}: set exactly one of repo and path")
+
+    @property
+    def hashes(self) -> dict[str, str]:
+        """filename -> expected sha256 (lower-case hex)."""
+        return {name: sha.lower() for name, sha in self.files}
+
+    @property
+    def source(self) -> str:
+        """Human-readable origin: ``hf://org/name@rev`` or the folder."""
+        if self.repo is not None:
+            return f"hf://{self.repo}" + (f"@{self.revision}" if self.revision else "")
+        return str(self.folder)
+
+    @property
+    def folder(self) -> Path | None:
+        """The bundled folder (absolute), or None for hub weights."""
+        if self.path is None:
+            return None
+        path = Path(self.path).expanduser()
+        return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+# Add entries only with real files and their real sha256 (see the module docstring).
+REGISTRY: tuple[WeightsEntry, ...] = ()
+
+
+def entries() -> tuple[WeightsEntry, ...]:
+    """All registered weights (read at call time, so tests can substitute the registry)."""
+    return REGISTRY
+
+
+def find_entry(name: str) -> WeightsEntry | None:
+    """The entry called ``name``, or None."""
+    for entry in entries():
+        if entry.name == name:
+            return entry
+    return None
+
+
+def known_names() -> str:
+    """Comma-separated registered names, or a note that there are none (for error messages)."""
+    names = [e.name for e in entries()]
+    return ", ".join(names) if names else "none are registered yet"

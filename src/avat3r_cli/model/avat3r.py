@@ -1,0 +1,192 @@
+"""The Avat3r animatable large reconstruction model (``reference/avat3r.md`` §2, §3, §11, §12).
+
+Forward in named stages, as DUSt3R / VGGT do: tokenize -> transformer -> upsample -> heads ->
+skips. It is split for animation:
+
+* ``encode_views(inputs)`` runs everything that does not depend on the expression: Plücker rays,
+  patchify, feature sampling, projection, positional embedding, the full-resolution input skip,
+  the first block's self-attention, and the skip inputs (position map, colours, confidence,
+  pixel footprints). Cache it per avatar.
+* ``decode(encoded, expression)`` runs the rest. The expression enters by cross-attention inside
+  every block, so the remaining transformer, the upsampler and the heads all depend on it and
+  must run for each new expression (this is why the paper drives at ~8 fps, not at raster speed).
+
+``forward(inputs, expression)`` is exactly ``decode(encode_views(inputs), expression)``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from avat3r_cli.core.gaussians import Gaussians, rgb_to_sh_dc
+from avat3r_cli.model.config import ModelConfig
+from avat3r_cli.model.heads import GaussianHeads
+from avat3r_cli.model.inputs import EncodedViews, GaussianMaps, ViewInputs
+from avat3r_cli.model.plucker import pixel_footprint, plucker_rays
+from avat3r_cli.model.tokenizer import PerViewEncoder
+from avat3r_cli.model.transformer import CrossViewTransformer
+from avat3r_cli.model.upsampler import Upsampler
+
+
+class Avat3r(nn.Module):
+    """Views + expression -> per-pixel Gaussian maps. Works for any number of views V >= 1."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = PerViewEncoder(config)
+        self.transformer = CrossViewTransformer(config)
+        self.upsampler = Upsampler(config)
+        self.heads = GaussianHeads(config)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Truncated-normal (std 0.02) linear/conv weights, zero biases, unit norms (ViT/GRM)."""
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Conv2d)):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        nn.init.trunc_normal_(self.encoder.pos_embed, std=0.02)
+        self.heads.reset_parameters()
+
+    @classmethod
+    def from_config_dict(cls, data: dict) -> Avat3r:
+        """Build from a ``config.json`` dict (unknown keys raise ValueError); the weights builder."""
+        return cls(ModelConfig.from_dict(data))
+
+    @property
+    def gradient_checkpointing(self) -> bool:
+        return self.transformer.gradient_checkpointing
+
+    @gradient_checkpointing.setter
+    def gradient_checkpointing(self, enabled: bool) -> None:
+        self.transformer.gradient_checkpointing = bool(enabled)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # -- stage 1: tokenize (+ block 0 self-attention), expression independent ------------------
+    def encode_views(self, inputs: ViewInputs) -> EncodedViews:
+        """Encode the views once per avatar.
+
+        Args:
+            inputs: images/positions ``[B, V, 3, H, W]``, confidence ``[B, V, 1, H, W]``, cameras,
+                optional features ``[B, V, C_f, h, w]``. H and W must be multiples of the patch.
+
+        Returns:
+            ``EncodedViews`` with tokens ``[B, V*T, D]`` and the skip inputs.
+        """
+        b, v = inputs.batch_size, inputs.num_views
+        h, w = inputs.image_size
+        p = self.config.patch_size
+        if h % p or w % p:
+            raise ValueError(f"image size (H, W) = ({h}, {w}) is not a multiple of the patch size {p}")
+        dtype = self.encoder.patch_embed.weight.dtype
+        images, positions = inputs.images.to(dtype), inputs.positions.to(dtype)
+        rays = plucker_rays(inputs.K, inputs.world_to_cam, h, w).to(dtype)
+        pixels = torch.cat([images, positions, rays], dim=2).flatten(0, 1)  # [BV, 12, H, W]
+        features = None if inputs.features is None else inputs.features.flatten(0, 1)
+        tokens, (gh, gw), skip = self.encoder(pixels, features)
+        tokens = self.transformer.prefix(tokens.reshape(b, v * gh * gw, -1))
+        footprint = pixel_footprint(inputs.positions.float(), inputs.K.float(), inputs.world_to_cam.float())
+        return EncodedViews(
+            tokens=tokens,
+            grid=(v, gh, gw),
+            skip_features=skip.permute(0, 2, 3, 1),
+            positions=inputs.positions,
+            colors=inputs.images,
+            confidence=inputs.confidence,
+            log_footprint=footprint.log(),
+        )
+
+    # -- stages 2-5: transformer -> upsample -> heads -> skips, per expression ----------------
+    def decode(self, encoded: EncodedViews, expression: torch.Tensor) -> GaussianMaps:
+        """Gaussian maps of the encoded views at ``expression``.
+
+        Args:
+            encoded: from ``encode_views`` (batch B, V views of H x W).
+            expression: ``[B, E]`` expression codes.
+
+        Returns:
+            ``GaussianMaps`` with ``[B, V, H, W, ...]`` fp32 attributes.
+        """
+        v, gh, gw = encoded.grid
+        b = encoded.tokens.shape[0]
+        h, w = encoded.positions.shape[-2:]
+        if expression.ndim != 2 or expression.shape != (b, self.config.expression_dim):
+            raise ValueError(
+                f"expression has shape {list(expression.shape)}, expected [{b}, {self.config.expression_dim}]"
+            )
+        tokens = encoded.tokens
+        if not torch.is_autocast_enabled(tokens.device.type):
+            # A cache made under bf16 autocast must still decode in full precision.
+            tokens = tokens.to(self.encoder.pos_embed.dtype)
+        x = self.transformer(tokens, expression)  # [B, V*T, D]
+        x = x.reshape(b * v, gh, gw, -1)
+        feats = self.upsampler(x, encoded.skip_features)  # [BV, H, W, C]
+        log_footprint = encoded.log_footprint.flatten(0, 1).permute(0, 2, 3, 1)
+        attrs = self.heads(feats, log_footprint)
+        return self._apply_skips(attrs, encoded, b, v, h, w)
+
+    @staticmethod
+    def _apply_skips(attrs: dict[str, torch.Tensor], enc: EncodedViews, b: int, v: int, h: int, w: int) -> GaussianMaps:
+        """Position = position map + offset; colour = input colour + residual (fp32)."""
+        device_type = attrs["offset"].device.type
+
+        def last(t: torch.Tensor) -> torch.Tensor:  # [B, V, C, H, W] -> [B, V, H, W, C]
+            return t.float().permute(0, 1, 3, 4, 2)
+
+        def split(t: torch.Tensor) -> torch.Tensor:  # [BV, ...] -> [B, V, ...]
+            return t.reshape(b, v, *t.shape[1:])
+
+        with torch.autocast(device_type=device_type, enabled=False):
+            means = last(enc.positions) + split(attrs["offset"])
+            rgb = last(enc.colors) + split(attrs["color"])
+            sh = rgb_to_sh_dc(rgb).unsqueeze(-2)  # [B, V, H, W, 1, 3]
+            if "sh_rest" in attrs:
+                sh = torch.cat([sh, split(attrs["sh_rest"])], dim=-2)
+            return GaussianMaps(
+                means=means,
+                quats=split(attrs["quats"]),
+                scales=split(attrs["scales"]),
+                opacities=split(attrs["opacities"]),
+                sh=sh,
+                confidence=enc.confidence.float().reshape(b, v, h, w),
+            )
+
+    def forward(self, inputs: ViewInputs, expression: torch.Tensor) -> GaussianMaps:
+        """``decode(encode_views(inputs), expression)``; shapes as there."""
+        return self.decode(self.encode_views(inputs), expression)
+
+
+def maps_to_gaussians(maps: GaussianMaps, confidence_threshold: float = 0.5, index: int = 0) -> Gaussians:
+    """The Gaussians of batch element ``index``, without pixels below the confidence threshold.
+
+    N = number of pixels with confidence >= threshold over all views, in view-major then
+    row-major order, so permuting the input views permutes the Gaussians in per-view blocks.
+
+    Args:
+        maps: per-pixel maps ``[B, V, H, W, ...]``.
+        confidence_threshold: tau; pixels with confidence < tau give no Gaussian.
+        index: which batch element.
+
+    Returns:
+        ``Gaussians`` with ``means [N, 3]`` etc.
+    """
+    keep = (maps.confidence[index] >= confidence_threshold).reshape(-1)  # [V*H*W]
+
+    def pick(t: torch.Tensor) -> torch.Tensor:
+        return t[index].flatten(0, 2)[keep]
+
+    return Gaussians(
+        means=pick(maps.means),
+        quats=pick(maps.quats),
+        scales=pick(maps.scales),
+        opacities=pick(maps.opacities),
+        sh=pick(maps.sh),
+    )

@@ -1,0 +1,210 @@
+"""The model's hyper-parameters (``ModelConfig``) and the named presets.
+
+What the paper fixes and what is a default here (tags as in ``reference/avat3r.md``): the data
+flow, 8 blocks of [self-attention -> cross-attention to 4 expression tokens -> MLP], 512^2 crops,
+position and colour skips and a confidence threshold of 0.5 are the paper's ([P]/[S]). Patch 16,
+width 1024, 16 heads, the GRM-style upsampler and every activation constant are [I] defaults.
+
+A config travels with its weights as ``config.json``; unknown keys there are an error, so a typo
+or a file for another model never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from avat3r_cli.core.expressions import EXPRESSION_DIM
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters of ``Avat3r``; see ``PRESETS`` for the named sizes.
+
+    Attributes:
+        image_size: side of the square input crops the model was built for (H = W). Other sizes
+            that are multiples of ``patch_size`` also run (the positional embedding is resampled).
+        patch_size: patchify kernel = stride (a power of two).
+        width: transformer width D.
+        depth: number of transformer blocks L.
+        num_heads: attention heads (D must divide by it).
+        mlp_ratio: hidden width of the block MLPs, as a multiple of D.
+        expression_dim: E, the length of the expression code (52 MediaPipe blendshapes).
+        expression_tokens: S, how many tokens the expression MLP makes (paper: 4).
+        expression_hidden: hidden width of the expression MLP (FlexAvatar: 256).
+        feature_dim: C_f, channels of optional image features (Sapiens-2B: 1920); 0 = none.
+        upsample_stages: x2 pixel-shuffle stages with windowed attention after the transformer;
+            the rest of the patch factor is a single pixel shuffle into the full-resolution head.
+        upsample_min_channels: channels halve per stage down to this floor (GRM: 64).
+        upsample_layers: windowed-attention layers per stage (GRM: 2; 0 = pixel shuffle only).
+        upsample_window: attention window side in tokens (alternate layers shift by half).
+        head_channels: channels of the full-resolution feature map the heads read.
+        sh_degree: SH degree of the colour (0 = RGB only, as FlexAvatar).
+        position_offset_scale: metres per unit of the raw position-offset head.
+        scale_offset, scale_min, scale_max: log-scale = clamp(raw + offset, min, max) + log(pixel
+            footprint); see ``heads.py`` for why the footprint.
+        opacity_offset: opacity = sigmoid(raw + opacity_offset) (GRM: -2).
+        confidence_threshold: pixels with position-map confidence below this give no Gaussian.
+        geometry_backend: which position-map backend the weights expect (e.g. ``dust3r``).
+        feature_backend: which image-feature backend the weights expect (``none`` when C_f = 0).
+    """
+
+    image_size: int = 64
+    patch_size: int = 8
+    width: int = 192
+    depth: int = 4
+    num_heads: int = 3
+    mlp_ratio: float = 4.0
+    expression_dim: int = EXPRESSION_DIM
+    expression_tokens: int = 4
+    expression_hidden: int = 256
+    feature_dim: int = 0
+    upsample_stages: int = 2
+    upsample_min_channels: int = 32
+    upsample_layers: int = 1
+    upsample_window: int = 8
+    head_channels: int = 32
+    sh_degree: int = 0
+    position_offset_scale: float = 0.05
+    scale_offset: float = -0.7
+    scale_min: float = -4.0
+    scale_max: float = 3.0
+    opacity_offset: float = -2.0
+    confidence_threshold: float = 0.5
+    # The offline CPU default; the paper preset expects DUSt3R position maps.
+    geometry_backend: str = "template"
+    feature_backend: str = "none"
+
+    def __post_init__(self) -> None:
+        problems = []
+        p = self.patch_size
+        if p < 1 or p & (p - 1):
+            problems.append(f"patch_size {p} is not a power of two")
+        if self.image_size <= 0 or self.image_size % max(p, 1):
+            problems.append(f"image_size {self.image_size} is not a positive multiple of patch_size {p}")
+        if self.num_heads <= 0 or self.width % self.num_heads:
+            problems.append(f"width {self.width} does not divide into {self.num_heads} heads")
+        if self.depth < 1:
+            problems.append("depth must be at least 1")
+        if not 0 <= self.upsample_stages <= int(math.log2(max(p, 1))):
+            problems.append(f"upsample_stages must be in 0..log2(patch_size) = {int(math.log2(max(p, 1)))}")
+        if self.upsample_layers > 0 and any(c % 16 for c in self.stage_channels()):
+            problems.append(f"upsampler channels {self.stage_channels()} must be multiples of 16 (heads of 16)")
+        if not 0 <= self.sh_degree <= 3:
+            problems.append("sh_degree must be 0..3")
+        if self.scale_min > self.scale_max:
+            problems.append("scale_min is above scale_max")
+        if self.feature_dim < 0 or (self.feature_dim == 0) != (self.feature_backend == "none"):
+            problems.append("feature_backend must be 'none' exactly when feature_dim is 0")
+        for name in ("expression_dim", "expression_tokens", "expression_hidden", "head_channels", "upsample_window"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} must be positive")
+        if problems:
+            raise ValueError("invalid model config: " + "; ".join(problems))
+
+    @property
+    def grid_size(self) -> int:
+        """Token grid side at ``image_size``."""
+        return self.image_size // self.patch_size
+
+    @property
+    def tokens_per_view(self) -> int:
+        return self.grid_size**2
+
+    @property
+    def in_channels(self) -> int:
+        """RGB (3) + position map (3) + Plücker rays (6)."""
+        return 12
+
+    def stage_channels(self) -> list[int]:
+        """Channels after each upsampler stage (halving from D, floored at the minimum)."""
+        chans, c = [], self.width
+        for _ in range(self.upsample_stages):
+            c = max(c // 2, self.upsample_min_channels)
+            chans.append(c)
+        return chans
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (what ``config.json`` holds)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Build from a dict; unknown keys raise ValueError naming them and the known ones.
+
+        Missing keys take their defaults, so older files keep loading when a field is added.
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown model config key(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+            )
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        """A copy with ``changes`` applied (validated like ``from_dict``)."""
+        return ModelConfig.from_dict({**self.to_dict(), **changes})
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named size with a one-line note on what it is for."""
+
+    name: str
+    config: ModelConfig
+    note: str = field(default="")
+
+
+# Presets. Token count, not width, sets the cost on a CPU (reference/cpu-performance.md §2), so
+# the CPU presets keep about 64 tokens per view (256 for 4 views).
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset(
+            "tiny",
+            # The prototype measured at 3.26 M parameters / 0.155 s per training step here.
+            ModelConfig(),
+            "CPU model for tests and quick training: 64^2, patch 8, 64 tokens per view",
+        ),
+        Preset(
+            "small",
+            # 128^2 with patch 16 keeps 64 tokens per view; D 384 / 6 blocks measured 0.65 s per
+            # training step with rendering (cpu-performance.md) and decodes 4 views in < 100 ms.
+            ModelConfig(
+                image_size=128, patch_size=16, width=384, depth=6, num_heads=6,
+                upsample_stages=2, upsample_min_channels=64, upsample_layers=1, head_channels=32,
+            ),
+            "CPU model: 128^2, patch 16, 64 tokens per view",
+        ),
+        Preset(
+            "base",
+            ModelConfig(
+                image_size=256, patch_size=16, width=768, depth=8, num_heads=12,
+                upsample_stages=3, upsample_min_channels=64, upsample_layers=2, head_channels=32,
+            ),
+            "single-GPU model: 256^2, patch 16, 256 tokens per view",
+        ),
+        Preset(
+            "paper",
+            # Paper: 512^2 crops, 8 blocks, Sapiens-2B features (1920 channels), DUSt3R geometry.
+            # Patch 16, D 1024, 16 heads and GRM's 64-channel floor are [I].
+            ModelConfig(
+                image_size=512, patch_size=16, width=1024, depth=8, num_heads=16,
+                feature_dim=1920, feature_backend="sapiens-2b", geometry_backend="dust3r",
+                upsample_stages=3, upsample_min_channels=64, upsample_layers=2, head_channels=32,
+            ),
+            "GPU model as in the paper: 512^2, patch 16, 1024 tokens per view, Sapiens-2B features",
+        ),
+    )
+}
+
+
+def get_preset(name: str) -> ModelConfig:
+    """The config of preset ``name``; ValueError lists the presets when it is unknown."""
+    try:
+        return PRESETS[name].config
+    except KeyError:
+        raise ValueError(f"unknown model preset {name!r} (presets: {', '.join(PRESETS)})") from None
