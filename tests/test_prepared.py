@@ -1,0 +1,54 @@
+"""Prepared subjects: write, read lazily, assemble samples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from avat3r_cli.core.camera import intrinsics_from_fov, look_at
+from avat3r_cli.core.errors import InputFileError
+from avat3r_cli.data.prepared import PreparedSubject, prepared_name, save_prepared
+from avat3r_cli.data.sampler import sample_views
+
+
+def fake_prepared(path, t=4, c=5, r=16):
+    rng = np.random.default_rng(0)
+    angles = np.linspace(-1, 1, c)
+    w2c = np.stack([look_at(torch.tensor([np.sin(a), 0.0, -np.cos(a)], dtype=torch.float32), torch.zeros(3),
+                            torch.tensor([0.0, -1, 0])).numpy() for a in angles])
+    arrays = {
+        "images": rng.integers(0, 255, (t, c, r, r, 3), dtype=np.uint8),
+        "masks": np.full((t, c, r, r), 255, np.uint8),
+        "positions": rng.normal(size=(t, c, 3, r, r)).astype(np.float16),
+        "confidence": rng.integers(0, 255, (t, c, r, r), dtype=np.uint8),
+        "K": np.repeat(intrinsics_from_fov(30, r, r).numpy()[None], c, 0),
+        "world_to_cam": w2c.astype(np.float32),
+        "expressions": rng.random((t, 52)).astype(np.float32),
+    }
+    save_prepared(path, arrays, {"resolution": str(r)})
+    return arrays
+
+
+def test_samples_carry_the_right_views(tmp_path):
+    path = tmp_path / prepared_name(16, "template")
+    arrays = fake_prepared(path)
+    subject = PreparedSubject(path)
+    assert (subject.num_timesteps, subject.num_cameras, subject.resolution) == (4, 5, 16)
+    spec = sample_views(np.random.default_rng(1), 4, subject.camera_centers(), num_inputs=3, num_targets=2)
+    s = subject.sample(spec)
+    assert s.inputs.images.shape == (1, 3, 3, 16, 16) and s.target_images.shape == (2, 3, 16, 16)
+    t, c = spec.input_timesteps[1], spec.input_cameras[1]
+    expected = torch.from_numpy(arrays["images"][t, c]).permute(2, 0, 1).float() / 255
+    torch.testing.assert_close(s.inputs.images[0, 1], expected)
+    torch.testing.assert_close(s.inputs.positions[0, 1], torch.from_numpy(arrays["positions"][t, c]).float())
+    torch.testing.assert_close(s.expression[0], torch.from_numpy(arrays["expressions"][spec.target_timestep]))
+    torch.testing.assert_close(s.target_world_to_cam[0], torch.from_numpy(arrays["world_to_cam"][spec.target_cameras[0]]))
+
+
+def test_missing_or_corrupt_files_are_named(tmp_path):
+    with pytest.raises(InputFileError, match="does not exist"):
+        PreparedSubject(tmp_path / "nope.safetensors")
+    (tmp_path / "bad.safetensors").write_bytes(b"garbage")
+    with pytest.raises(InputFileError, match="bad.safetensors"):
+        PreparedSubject(tmp_path / "bad.safetensors")
