@@ -4,41 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
-if TYPE_CHECKING:
-    from rich.progress import Progress
-
-
-def _progress_bar(console: Console) -> Progress:
-    """A frame counter with ETA on ``console`` (off when it is not a terminal)."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        # Transient: the summary line replaces the bar. Disabled off a terminal so logs and
-        # captured stderr hold only the summary (or the one error line).
-        transient=True,
-        disable=not console.is_terminal,
-    )
-
+from avat3r_cli.cli.progress import progress_bar
 
 def render(
     avatar: Annotated[
@@ -70,7 +41,7 @@ def render(
     from avat3r_cli.pipeline.turntable import render_turntable  # imports torch; keep --help fast
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
-    with _progress_bar(console) as bar:
+    with progress_bar(console) as bar:
         task: list[int] = []
 
         def on_progress(done: int, total: int) -> None:
