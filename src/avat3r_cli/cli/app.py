@@ -23,7 +23,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from avat3r_cli import __version__
-from avat3r_cli.cli import info_cmd, models_cmd, render_cmd, weights_cmd
+from avat3r_cli.cli import evaluate_cmd, info_cmd, models_cmd, preprocess_cmd, render_cmd, train_cmd, weights_cmd
 from avat3r_cli.core.errors import Avat3rError
 
 CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
@@ -34,6 +34,9 @@ CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
 COMMANDS: list[tuple[str, Callable[..., Any] | typer.Typer]] = [
     ("info", info_cmd.info),
     ("render", render_cmd.render),
+    ("preprocess", preprocess_cmd.preprocess),
+    ("train", train_cmd.train),
+    ("evaluate", evaluate_cmd.evaluate),
     ("models", models_cmd.models),
     ("weights", weights_cmd.app),
 ]

@@ -1,0 +1,310 @@
+"""Evaluation on held-out prepared subjects: the model and two baselines on the same samples.
+
+Protocol (seeded, identical for every method):
+
+* Per subject ``k`` (in the order given) a generator seeded by (seed, k) draws ``num_samples``
+  samples. Inputs: V cameras by farthest-viewpoint sampling from a random first camera; by default
+  all at one random timestep t0 (``consistent_inputs``, the situation of a user's photos), else at
+  random timesteps as in training. Targets: M cameras *not* among the inputs (novel views; input
+  cameras only when too few remain) at one timestep t* != t0 (a novel expression, when T > 1).
+* Every image is composited over ``background`` (white): targets with their masks, predictions
+  are rendered over it.
+* Methods: ``avat3r`` (the model at the target code), ``zero-expression`` (the same model and
+  inputs with an all-zero code: how much the expression path contributes) and ``nearest-view``
+  (the input view whose camera centre is closest to the target camera, composited over the
+  background with its own mask and otherwise unchanged: what no 3D reasoning gets you).
+* Metrics per target image, averaged over images: ``psnr`` (whole image), ``psnr_fg`` (pixels with
+  target mask > 0.5), ``psnr_changed`` (pixels the expression changes: where the target differs
+  by > ``CHANGED_THRESHOLD`` from the same camera at the timestep of the first input view, t0;
+  averaged over images with at least ``MIN_CHANGED_PIXELS`` such pixels), ``ssim``, ``lpips``
+  (null unless the lpips package and its weights are installed).
+
+Expression accuracy (AKD-style) needs MediaPipe on renders: ``render_expression_probe`` renders
+the avatar frontally at given codes so a caller can score them.
+
+Letters: V input views, M targets, R crop side, T codes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from avat3r_cli.core.runtime import resolve_device
+from avat3r_cli.data.prepared import PreparedSubject, TrainingSample, prepared_name
+from avat3r_cli.data.sampler import SampleSpec, farthest_viewpoints
+from avat3r_cli.eval.metrics import changed_pixel_mask, lpips_metric, mean_finite, psnr, ssim
+from avat3r_cli.io.weights import load_model
+from avat3r_cli.model.avat3r import Avat3r
+from avat3r_cli.model.inputs import ViewInputs
+from avat3r_cli.train.step import composite_targets, render_maps
+from avat3r_cli.train.trainer import find_subjects
+
+METHODS = ("avat3r", "zero-expression", "nearest-view")
+MIN_CHANGED_PIXELS = 16
+
+
+@dataclass
+class MethodResult:
+    """One method's averaged metrics (None = not measurable, JSON null).
+
+    Attributes:
+        method: ``avat3r``, ``zero-expression`` or ``nearest-view``.
+        psnr, psnr_fg, psnr_changed, ssim, lpips: means over target images (see module docstring).
+        num_images: target images scored.
+        num_changed_images: images that counted for ``psnr_changed``.
+        subjects: the subjects evaluated.
+        per_image: one dict per target image (subject, views, metrics), for audits.
+    """
+
+    method: str
+    psnr: float | None
+    psnr_fg: float | None
+    psnr_changed: float | None
+    ssim: float | None
+    lpips: float | None
+    num_images: int
+    num_changed_images: int
+    subjects: list[str] = field(default_factory=list)
+    per_image: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self, per_image: bool = False) -> dict[str, Any]:
+        """JSON-able dict; ``per_image`` records only when asked (they are long)."""
+        d = asdict(self)
+        if not per_image:
+            d.pop("per_image")
+        return d
+
+
+def eval_spec(
+    rng: np.random.Generator, subject: PreparedSubject, num_inputs: int, num_targets: int, consistent_inputs: bool = True
+) -> SampleSpec:
+    """One evaluation sample's views (protocol in the module docstring)."""
+    t_count, c_count = subject.num_timesteps, subject.num_cameras
+    cams = farthest_viewpoints(subject.camera_centers(), num_inputs, int(rng.integers(c_count)))
+    while len(cams) < num_inputs:
+        cams.append(int(rng.integers(c_count)))
+    if consistent_inputs:
+        times = [int(rng.integers(t_count))] * num_inputs
+    else:
+        times = [int(t) for t in rng.choice(t_count, size=num_inputs, replace=t_count < num_inputs)]
+    others = [t for t in range(t_count) if t != times[0]] or [times[0]]
+    target_time = int(others[int(rng.integers(len(others)))])
+    free = [c for c in range(c_count) if c not in cams]
+    pool = free if len(free) >= num_targets else list(range(c_count))
+    targets = rng.choice(pool, size=num_targets, replace=len(pool) < num_targets)
+    return SampleSpec(tuple(times), tuple(cams), target_time, tuple(int(c) for c in targets))
+
+
+def camera_centers(world_to_cam: torch.Tensor) -> torch.Tensor:
+    """``[N, 4, 4]`` -> ``[N, 3]`` camera centres."""
+    rot, trans = world_to_cam[:, :3, :3].float(), world_to_cam[:, :3, 3].float()
+    return -(rot.transpose(1, 2) @ trans[..., None])[..., 0]
+
+
+def nearest_input_views(sample: TrainingSample) -> torch.Tensor:
+    """``[M]`` index of the input view whose camera centre is closest to each target camera's."""
+    inputs = camera_centers(sample.inputs.world_to_cam[0])
+    targets = camera_centers(sample.target_world_to_cam)
+    return torch.cdist(targets, inputs).argmin(dim=1)
+
+
+def nearest_view_prediction(sample: TrainingSample, input_masks: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
+    """The nearest-view baseline ``[M, 3, R, R]``: nearest input image over ``background`` by its mask.
+
+    Args:
+        sample: the evaluation sample.
+        input_masks: ``[V, 1, R, R]`` the input views' masks.
+        background: ``[3]``.
+    """
+    idx = nearest_input_views(sample)
+    return composite_targets(sample.inputs.images[0][idx], input_masks[idx], background)
+
+
+def _score(pred: torch.Tensor, target: torch.Tensor, fg: torch.Tensor, changed: torch.Tensor, lpips_fn) -> list[dict]:
+    whole, fg_psnr, ch_psnr, s = psnr(pred, target), psnr(pred, target, fg), psnr(pred, target, changed), ssim(pred, target)
+    lp = lpips_fn(pred, target) if lpips_fn is not None else None
+    counts = changed.flatten(1).sum(dim=1)
+    rows = []
+    for i in range(pred.shape[0]):
+        enough = int(counts[i]) >= MIN_CHANGED_PIXELS
+        rows.append({
+            "psnr": float(whole[i]), "psnr_fg": float(fg_psnr[i]),
+            "psnr_changed": float(ch_psnr[i]) if enough else None, "ssim": float(s[i]),
+            "lpips": None if lp is None else float(lp[i]), "changed_pixels": int(counts[i]),
+        })
+    return rows
+
+
+def _resolve_model(weights: str | Path | nn.Module, device: torch.device) -> tuple[nn.Module, Path | None]:
+    if isinstance(weights, nn.Module):
+        return weights.to(device).eval(), None
+    # io.weights directly, not pipeline.models: pipeline may use eval, so eval must not use pipeline.
+    model, info = load_model(str(weights), Avat3r.from_config_dict, device=device)
+    return model.eval(), Path(info.folder)
+
+
+def _default_subjects(data_dir: Path, model_folder: Path | None, resolution: int, geometry: str) -> list[str]:
+    """The run's held-out subjects (RUN/split.json beside RUN/model) when known, else every subject."""
+    if model_folder is not None:
+        split = model_folder.parent / "split.json"
+        if split.is_file():
+            val = json.loads(split.read_text()).get("val") or []
+            if val:
+                return list(val)
+    return find_subjects(data_dir, resolution, geometry)
+
+
+@torch.no_grad()
+def evaluate(
+    weights: str | Path | nn.Module,
+    data_dir: str | Path,
+    subjects: list[str] | None = None,
+    num_samples: int = 4,
+    seed: int = 0,
+    baselines: bool = True,
+    device: str | torch.device = "auto",
+    num_inputs: int = 4,
+    num_targets: int = 4,
+    consistent_inputs: bool = True,
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+) -> list[MethodResult]:
+    """Score the model (and the baselines) on held-out subjects.
+
+    Args:
+        weights: a model folder / weights spec, or an ``Avat3r`` already built.
+        data_dir: the dataset folder with prepared subjects at the model's resolution and geometry.
+        subjects: which subjects; default: the run's held-out ones (RUN/split.json next to a
+            RUN/model folder), else every prepared subject.
+        num_samples: samples per subject (M targets each).
+        seed: fixes every sample.
+        baselines: also score ``zero-expression`` and ``nearest-view``.
+        device: ``auto|cpu|cuda[:i]|mps``.
+        num_inputs, num_targets: V and M.
+        consistent_inputs: all inputs at one timestep (default) or at random timesteps.
+        background: RGB in 0..1 for targets and predictions.
+
+    Returns:
+        One ``MethodResult`` per method, ``avat3r`` first.
+    """
+    dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    model, folder = _resolve_model(weights, dev)
+    config = model.config
+    res, geometry = config.image_size, config.geometry_backend
+    data_dir = Path(data_dir)
+    names = list(subjects) if subjects else _default_subjects(data_dir, folder, res, geometry)
+    bg = torch.tensor(background, dtype=torch.float32)
+    lpips_fn = lpips_metric(dev)
+    methods = METHODS if baselines else METHODS[:1]
+    rows: dict[str, list[dict]] = {m: [] for m in methods}
+    for k, name in enumerate(names):
+        subject = PreparedSubject(data_dir / name / prepared_name(res, geometry))
+        rng = np.random.default_rng([seed, k])
+        for _ in range(num_samples):
+            spec = eval_spec(rng, subject, num_inputs, num_targets, consistent_inputs)
+            sample = subject.sample(spec)
+            target = composite_targets(sample.target_images, sample.target_masks, bg)
+            t0 = spec.input_timesteps[0]
+            ref = subject.views([t0] * len(spec.target_cameras), list(spec.target_cameras))
+            changed = changed_pixel_mask(target, composite_targets(ref["images"], ref["masks"], bg))
+            preds = _predict(model, sample, subject, spec, bg, dev, methods)
+            for method, pred in preds.items():
+                scores = _score(pred, target, sample.target_masks, changed, lpips_fn)
+                for cam, row in zip(spec.target_cameras, scores):
+                    rows[method].append({
+                        "subject": name, "input_timesteps": list(spec.input_timesteps),
+                        "input_cameras": list(spec.input_cameras), "target_timestep": spec.target_timestep,
+                        "target_camera": int(cam), **row,
+                    })
+    return [_aggregate(m, rows[m], names) for m in methods]
+
+
+def _predict(model: nn.Module, sample: TrainingSample, subject: PreparedSubject, spec: SampleSpec,
+             bg: torch.Tensor, dev: torch.device, methods: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """``method -> [M, 3, R, R]`` predictions on CPU."""
+    out: dict[str, torch.Tensor] = {}
+    enc = model.encode_views(sample.inputs.to(dev))
+    size = tuple(sample.target_images.shape[-2:])
+    K, w2c = sample.target_K.to(dev), sample.target_world_to_cam.to(dev)
+    tau = model.config.confidence_threshold
+    codes = {"avat3r": sample.expression.to(dev), "zero-expression": torch.zeros_like(sample.expression).to(dev)}
+    for method in methods:
+        if method in codes:
+            maps = model.decode(enc, codes[method])
+            out[method] = render_maps(maps, K, w2c, size, bg, tau)[0].clamp(0, 1).cpu()
+    if "nearest-view" in methods:
+        masks = subject.views(list(spec.input_timesteps), list(spec.input_cameras))["masks"]
+        out["nearest-view"] = nearest_view_prediction(sample, masks, bg)
+    return out
+
+
+def _aggregate(method: str, rows: list[dict], subjects: list[str]) -> MethodResult:
+    def mean(key: str) -> float | None:
+        return mean_finite([r[key] for r in rows])
+
+    return MethodResult(
+        method=method, psnr=mean("psnr"), psnr_fg=mean("psnr_fg"), psnr_changed=mean("psnr_changed"),
+        ssim=mean("ssim"), lpips=mean("lpips"), num_images=len(rows),
+        num_changed_images=sum(r["psnr_changed"] is not None for r in rows), subjects=list(subjects), per_image=rows,
+    )
+
+
+def frontal_camera(subject: PreparedSubject) -> int:
+    """The camera most aligned with the rig's mean viewing direction from the head centre.
+
+    Capture rigs cover the front hemisphere, so their mean direction is the face's front; for a
+    full ring (mean near zero) this falls back to camera 0.
+    """
+    centers = subject.camera_centers()
+    dirs = centers / (np.linalg.norm(centers, axis=1, keepdims=True) + 1e-12)
+    mean = dirs.mean(axis=0)
+    if np.linalg.norm(mean) < 1e-3:
+        return 0
+    return int(np.argmax(dirs @ mean))
+
+
+@torch.no_grad()
+def render_expression_probe(
+    model: Avat3r,
+    subject: PreparedSubject,
+    codes: torch.Tensor,
+    camera: int | None = None,
+    input_timestep: int = 0,
+    num_inputs: int = 4,
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+) -> torch.Tensor:
+    """Render the avatar of ``subject`` frontally at each expression code (for an expression scorer).
+
+    The avatar is built once from ``num_inputs`` spread-out views at ``input_timestep`` (the first
+    being the frontal camera), then decoded per code.
+
+    Args:
+        model: the Avat3r model (eval mode).
+        subject: a prepared subject.
+        codes: ``[T, 52]`` expression codes.
+        camera: which camera renders (default ``frontal_camera(subject)``).
+
+    Returns:
+        ``[T, 3, R, R]`` images in 0..1 (CPU).
+    """
+    dev = next(model.parameters()).device
+    cam = frontal_camera(subject) if camera is None else camera
+    cams = farthest_viewpoints(subject.camera_centers(), num_inputs, cam)
+    views = subject.views([input_timestep] * len(cams), cams)
+    inputs = ViewInputs(views["images"][None], views["positions"][None], views["confidence"][None],
+                        subject.K[cams][None], subject.world_to_cam[cams][None])
+    enc = model.encode_views(inputs.to(dev))
+    bg = torch.tensor(background, dtype=torch.float32)
+    r = subject.resolution
+    K, w2c = subject.K[[cam]].to(dev), subject.world_to_cam[[cam]].to(dev)
+    images = []
+    for code in codes.float():
+        maps = model.decode(enc, code[None].to(dev))
+        images.append(render_maps(maps, K, w2c, (r, r), bg, model.config.confidence_threshold)[0][0].clamp(0, 1).cpu())
+    return torch.stack(images)
