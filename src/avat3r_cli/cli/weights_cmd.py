@@ -50,20 +50,28 @@ def list_weights(
                 "description": entry.description,
             }
         )
+    from avat3r_cli.pipeline.assets import ASSETS
+
+    assets = [
+        {"name": a.name, "status": a.status(), "source": a.source, "licence": a.licence, "size": a.size, "role": a.role}
+        for a in ASSETS
+    ]
     if json_output:
-        for row in rows:
+        for row in rows + assets:
             typer.echo(json.dumps(row))
         return
     if not rows:
-        typer.echo(
-            "no weights are registered yet; a model folder or hub repo org/name works wherever a model is asked for"
-        )
-        return
+        typer.echo("Avat3r models: none registered; a model folder or hub repo org/name works wherever one is asked for")
+    else:
+        typer.echo("Avat3r models:")
     for r in rows:
         typer.echo(
-            f"{r['name']:<20} {r['status']:<15} {r['licence']:<14} "
+            f"  {r['name']:<18} {r['status']:<15} {r['licence']:<17} "
             f"{r['geometry_backend']}+{r['feature_backend']:<12} {r['source']}"
         )
+    typer.echo("Preprocessing models:")
+    for a in assets:
+        typer.echo(f"  {a['name']:<18} {a['status']:<15} {a['licence']:<17} {a['size']:>7}  {a['role']}  ({a['source']})")
 
 
 @app.command("download")
@@ -72,6 +80,12 @@ def download_weights(
 ) -> None:
     """Download weights into the Hugging Face cache (HF_HOME) and verify their sha256."""
     from avat3r_cli.io.weights import download
+    from avat3r_cli.pipeline.assets import download_asset, find_asset
+
+    asset = find_asset(name)
+    if asset is not None:
+        typer.echo(f"{asset.name} ({asset.licence}, {asset.size}): {download_asset(asset)}")
+        return
 
     folder, entry = download(name)
     note = "sha256 verified" if entry is not None and entry.hashes else "not registered: no hashes to verify"

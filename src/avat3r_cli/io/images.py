@@ -74,3 +74,41 @@ def load_photo(path: str | Path, max_side: int = DEFAULT_MAX_SIDE) -> np.ndarray
         size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
         image = image.resize(size, Image.Resampling.LANCZOS)
     return np.asarray(image, dtype=np.uint8).copy()
+
+
+def exif_focal_35mm(path: str | Path) -> float | None:
+    """The 35 mm-equivalent focal length (mm) a photo's EXIF records, or None.
+
+    Uses FocalLengthIn35mmFilm (tag 0xA405 in the Exif IFD) when present; otherwise derives it
+    from FocalLength (0x920A) and the sensor size implied by FocalPlaneX/YResolution
+    (0xA20E/0xA20F, unit 0xA210) and the pixel dimensions, taking the sensor's long side as
+    36 mm (the convention of ``head_pose.focal_from_exif_35mm``). Unreadable files, missing or
+    implausible values (outside 8-1200 mm) give None: the caller falls back to a default.
+    """
+    try:
+        with Image.open(path) as image:
+            exif = image.getexif()
+            exif_ifd = exif.get_ifd(0x8769)
+            size = image.size
+    except (OSError, SyntaxError, ValueError, UnidentifiedImageError):
+        return None
+
+    def number(value: object) -> float | None:
+        try:
+            result = float(value)  # ints and IFDRational alike
+        except (TypeError, ValueError, ZeroDivisionError):
+            return None
+        return result if np.isfinite(result) and result > 0 else None
+
+    f35 = number(exif_ifd.get(0xA405))
+    if f35 is None:
+        focal_mm = number(exif_ifd.get(0x920A))
+        res_x, res_y = number(exif_ifd.get(0xA20E)), number(exif_ifd.get(0xA20F))
+        unit_mm = {1: 25.4, 2: 25.4, 3: 10.0, 4: 1.0, 5: 0.001}.get(int(exif_ifd.get(0xA210, 2) or 2))
+        width = number(exif_ifd.get(0xA002)) or float(size[0])
+        height = number(exif_ifd.get(0xA003)) or float(size[1])
+        if focal_mm is None or res_x is None or unit_mm is None:
+            return None
+        sensor_long_mm = max(width / res_x, height / (res_y or res_x)) * unit_mm
+        f35 = focal_mm * 36.0 / sensor_long_mm
+    return f35 if 8.0 <= f35 <= 1200.0 else None

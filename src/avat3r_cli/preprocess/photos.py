@@ -1,0 +1,233 @@
+"""Photos to model inputs: face analysis, cameras, crops, position maps, in one head frame.
+
+Per photo: load (EXIF-upright), find the face, solve its camera in the head frame by PnP, crop
+the head square at the model's resolution, and build the position map with the chosen geometry
+backend. Results are cached by the photo's content and the settings.
+
+Letters: V views (used photos), R crop side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avat3r_cli import __version__
+from avat3r_cli.core.errors import Avat3rError, InputFileError
+from avat3r_cli.io.images import exif_focal_35mm
+from avat3r_cli.io.mediapipe_assets import load_canonical_face
+from avat3r_cli.io.tensors import load_tensors, save_tensors
+from avat3r_cli.preprocess.crop import crop_camera, crop_photo, head_crop_box
+from avat3r_cli.preprocess.face import FaceAnalyzer, analyze_photo
+from avat3r_cli.preprocess.head_pose import default_focal_px, focal_from_exif_35mm, solve_camera
+from avat3r_cli.preprocess.sapiens import feature_backend_name
+from avat3r_cli.preprocess.template_geometry import lift_landmarks, render_position_map, template_gaussians
+
+GEOMETRY_BACKENDS = ("template", "dust3r")
+
+
+@dataclass
+class PhotoView:
+    """One photo, prepared.
+
+    Attributes:
+        name: the photo's file name.
+        image: ``uint8 [R, R, 3]`` head crop.
+        positions: ``[3, R, R]`` head-frame points (metres).
+        confidence: ``[1, R, R]`` in 0..1.
+        K: ``[3, 3]`` crop intrinsics; world_to_cam ``[4, 4]`` (head frame to camera).
+        blendshapes: ``[52]`` MediaPipe scores of the photo.
+        landmarks: ``[478, 2]`` landmarks in crop pixels.
+        pose: yaw, pitch, roll (degrees), distance (m) and reprojection RMS (px) of the solve.
+    """
+
+    name: str
+    image: np.ndarray
+    positions: torch.Tensor
+    confidence: torch.Tensor
+    K: torch.Tensor
+    world_to_cam: torch.Tensor
+    blendshapes: np.ndarray
+    landmarks: np.ndarray
+    pose: dict[str, float]
+
+
+@dataclass
+class PreparedPhotos:
+    """The usable photos of one subject, with what was skipped and why."""
+
+    views: list[PhotoView]
+    resolution: int
+    geometry: str
+    features: str
+    feature_maps: torch.Tensor | None = None  # [V, C_f, h, w] when a feature backend ran
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def stacked(self) -> dict[str, torch.Tensor]:
+        """``images [V, 3, R, R]`` in 0..1, positions, confidence, K ``[V, 3, 3]``, world_to_cam, blendshapes."""
+        v = self.views
+        return {
+            "images": torch.from_numpy(np.stack([x.image for x in v])).permute(0, 3, 1, 2).float() / 255.0,
+            "positions": torch.stack([x.positions for x in v]),
+            "confidence": torch.stack([x.confidence for x in v]),
+            "K": torch.stack([x.K for x in v]),
+            "world_to_cam": torch.stack([x.world_to_cam for x in v]),
+            "blendshapes": torch.from_numpy(np.stack([x.blendshapes for x in v])),
+            **({} if self.feature_maps is None else {"features": self.feature_maps}),
+        }
+
+
+def _cache_key(path: Path, resolution: int, focal_px: float | None) -> str:
+    digest = hashlib.sha256(path.read_bytes())
+    digest.update(json.dumps([resolution, "template", focal_px, __version__]).encode())
+    return digest.hexdigest()
+
+
+def _view_to_tensors(view: PhotoView) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    tensors = {
+        "image": torch.from_numpy(np.ascontiguousarray(view.image).copy()),
+        "positions": view.positions.contiguous(),
+        "confidence": view.confidence.contiguous(),
+        "K": view.K,
+        "world_to_cam": view.world_to_cam,
+        "blendshapes": torch.from_numpy(view.blendshapes),
+        "landmarks": torch.from_numpy(view.landmarks),
+    }
+    return tensors, {"name": view.name, "pose": json.dumps(view.pose)}
+
+
+def _view_from_tensors(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> PhotoView:
+    return PhotoView(
+        name=meta["name"],
+        image=tensors["image"].numpy(),
+        positions=tensors["positions"],
+        confidence=tensors["confidence"],
+        K=tensors["K"],
+        world_to_cam=tensors["world_to_cam"],
+        blendshapes=tensors["blendshapes"].numpy(),
+        landmarks=tensors["landmarks"].numpy(),
+        pose=json.loads(meta["pose"]),
+    )
+
+
+def prepare_photo(
+    path: Path, analyzer: FaceAnalyzer, resolution: int, focal_px: float | None = None
+) -> tuple[PhotoView, list[str]]:
+    """Prepare one photo with template geometry; raises InputFileError (no face, too small, unreadable)."""
+    image, face, warnings = analyze_photo(path, analyzer)
+    h, w = image.shape[:2]
+    if focal_px is None:
+        f35 = exif_focal_35mm(path)
+        focal_px = focal_from_exif_35mm(f35, h, w) if f35 else default_focal_px(h, w)
+    canonical = load_canonical_face()
+    try:
+        camera, fit = solve_camera(face.landmarks, (h, w), focal_px, canonical)
+        box = head_crop_box(camera)
+    except ValueError as error:
+        raise InputFileError(path, f"cannot solve the head pose ({error})") from None
+    crop_cam = crop_camera(camera, box, resolution)
+    crop = crop_photo(image, box, resolution)
+    template = template_gaussians(lift_landmarks(face.landmarks, camera, canonical), canonical)
+    pmap = render_position_map(template, crop_cam)
+    scale = resolution / box.size
+    landmarks = (face.landmarks[:, :2] - np.array([box.x0, box.y0], np.float32)) * scale
+    pose = {"yaw_deg": fit.yaw_deg, "pitch_deg": fit.pitch_deg, "roll_deg": fit.roll_deg,
+            "distance_m": fit.distance_m, "rms_px": fit.rms_px, "focal_px": float(focal_px)}
+    view = PhotoView(path.name, crop, pmap.points, pmap.confidence, crop_cam.K, crop_cam.world_to_cam,
+                     face.blendshapes.astype(np.float32), landmarks.astype(np.float32), pose)
+    return view, warnings
+
+
+def prepare_photos(
+    paths: list[Path],
+    resolution: int,
+    geometry: str = "template",
+    features: str = "none",
+    focal_px: float | None = None,
+    cache_dir: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    notice: Callable[[str], None] | None = None,
+) -> PreparedPhotos:
+    """Prepare several photos of one person; unusable photos are skipped while one remains.
+
+    Raises Avat3rError when no photo is usable (the message lists each photo's problem).
+    """
+    if geometry not in GEOMETRY_BACKENDS:
+        raise Avat3rError(f"--geometry {geometry!r} is not one of {', '.join(GEOMETRY_BACKENDS)}")
+    features = feature_backend_name(features)
+    if not paths:
+        raise Avat3rError("no photos given")
+    result = PreparedPhotos([], resolution, geometry, features)
+    analyzer: FaceAnalyzer | None = None
+    try:
+        for i, path in enumerate(paths):
+            path = Path(path)
+            try:
+                cached = None
+                if cache_dir is not None and path.is_file():
+                    entry = cache_dir / f"{_cache_key(path, resolution, focal_px)}.safetensors"
+                    if entry.is_file():
+                        cached = _view_from_tensors(*load_tensors(entry))
+                if cached is not None:
+                    result.views.append(cached)
+                else:
+                    if analyzer is None:
+                        analyzer = FaceAnalyzer()
+                        analyzer.open()
+                    view, warnings = prepare_photo(path, analyzer, resolution, focal_px)
+                    result.views.append(view)
+                    result.warnings += warnings
+                    if cache_dir is not None:
+                        save_tensors(entry, *_view_to_tensors(view))
+            except InputFileError as error:
+                result.skipped.append((str(path), error.problem))
+            if progress is not None:
+                progress(i + 1, len(paths))
+    finally:
+        if analyzer is not None:
+            analyzer.close()
+    if not result.views:
+        reasons = "; ".join(f"{p}: {why}" for p, why in result.skipped)
+        if len(result.skipped) == 1:
+            raise InputFileError(result.skipped[0][0], result.skipped[0][1])
+        raise Avat3rError(f"no usable photo ({reasons})")
+    result.warnings += [f"{p}: skipped ({why})" for p, why in result.skipped]
+    if geometry == "dust3r":
+        _apply_dust3r(result, notice)
+    if features != "none":
+        _apply_sapiens(result, features, notice)
+    return result
+
+
+def _apply_dust3r(result: PreparedPhotos, notice: Callable[[str], None] | None) -> None:
+    """Replace the template position maps by DUSt3R's, aligned to the solved cameras."""
+    from avat3r_cli.core.camera import Camera
+    from avat3r_cli.preprocess.dust3r import DUST3R_LICENCE_NOTICE, dust3r_position_maps, load_dust3r
+
+    if notice is not None:
+        notice(DUST3R_LICENCE_NOTICE)
+    model = load_dust3r()
+    r = result.resolution
+    cameras = [Camera(v.K, v.world_to_cam, r, r) for v in result.views]
+    crops = np.stack([v.image for v in result.views])
+    positions, confidence = dust3r_position_maps(crops, cameras, model)
+    for view, pos, conf in zip(result.views, positions, confidence):
+        view.positions, view.confidence = pos, conf
+
+
+def _apply_sapiens(result: PreparedPhotos, features: str, notice: Callable[[str], None] | None) -> None:
+    """Sapiens feature maps ``[V, C_f, 64, 64]`` of the crops."""
+    from avat3r_cli.preprocess.sapiens import SAPIENS_LICENCE_NOTICE, extract_features, load_sapiens
+
+    if notice is not None:
+        notice(SAPIENS_LICENCE_NOTICE)
+    model = load_sapiens(features)
+    crops = np.stack([v.image for v in result.views])
+    result.feature_maps = extract_features(model, crops, embed_dim=model.embed_dim, out_dtype=torch.float16)
