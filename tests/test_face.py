@@ -236,9 +236,18 @@ def test_solve_camera_exact_and_angle_convention(canonical):
     assert fit.distance_m == pytest.approx(0.7, abs=1e-4) and fit.rms_px < 1e-3
     # Positive yaw: nose towards image right; positive pitch: head down; positive roll: clockwise.
     assert (fit.yaw_deg, fit.pitch_deg, fit.roll_deg) == pytest.approx((25.0, -10.0, 5.0), abs=0.01)
-    nose, chin = uv[1].numpy(), uv[152].numpy()
-    assert nose[0] > uv[6, 0].item()  # nose tip right of the nose bridge for positive yaw
-    assert chin[1] > nose[1]
+
+    def project(yaw: float, pitch: float, roll: float) -> np.ndarray:
+        cam = head_camera(yaw, pitch, roll, size=SIZE)
+        pts = verts @ cam.world_to_cam[:3, :3].T + cam.world_to_cam[:3, 3]
+        return ((pts @ cam.K.T)[:, :2] / pts[:, 2:]).numpy()
+
+    # The same conventions seen in the image, independently of the decomposition.
+    front, turned, down, rolled = project(0, 0, 0), project(20, 0, 0), project(0, 15, 0), project(0, 0, 10)
+    assert turned[1, 0] - turned[6, 0] > front[1, 0] - front[6, 0] + 5  # nose tip swings right
+    eyes_y = lambda uv: (uv[33, 1] + uv[263, 1]) / 2  # noqa: E731
+    assert down[1, 1] - eyes_y(down) > front[1, 1] - eyes_y(front) + 2  # nose tip drops below the eyes
+    assert rolled[263, 1] > rolled[33, 1] + 5 and abs(front[263, 1] - front[33, 1]) < 0.01  # clockwise
     ids = pose_landmark_ids(canonical)
     assert 13 not in ids and 159 not in ids and 33 in ids and 1 in ids and 152 in ids
 
