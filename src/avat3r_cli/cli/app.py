@@ -23,7 +23,16 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from avat3r_cli import __version__
-from avat3r_cli.cli import evaluate_cmd, info_cmd, models_cmd, preprocess_cmd, render_cmd, train_cmd, weights_cmd
+from avat3r_cli.cli import (
+    evaluate_cmd,
+    info_cmd,
+    models_cmd,
+    prepare_cmd,
+    preprocess_cmd,
+    render_cmd,
+    train_cmd,
+    weights_cmd,
+)
 from avat3r_cli.core.errors import Avat3rError
 
 CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
@@ -35,6 +44,7 @@ COMMANDS: list[tuple[str, Callable[..., Any] | typer.Typer]] = [
     ("info", info_cmd.info),
     ("render", render_cmd.render),
     ("preprocess", preprocess_cmd.preprocess),
+    ("prepare-data", prepare_cmd.prepare_data),
     ("train", train_cmd.train),
     ("evaluate", evaluate_cmd.evaluate),
     ("models", models_cmd.models),

@@ -61,6 +61,19 @@ def train(
         device=device, resume=resume, geometry=geometry, consistent_inputs=consistent_inputs,
         num_subjects_val=val_subjects, stop_after=stop_after,
     )
+    if not resume:
+        from avat3r_cli.model.config import get_preset
+        from avat3r_cli.pipeline.dataset import ensure_prepared
+
+        try:
+            resolution = get_preset(preset).image_size
+        except ValueError as error:
+            from avat3r_cli.core.errors import Avat3rError
+
+            raise Avat3rError(str(error)) from None
+        with _progress_bar(console) as bar:
+            prep = bar.add_task("Preparing subjects", total=None, loss=float("nan"))
+            ensure_prepared(data, resolution, geometry, progress=lambda d, t: bar.update(prep, completed=d, total=t))
     with _progress_bar(console) as bar:
         task: list[Any] = []
 

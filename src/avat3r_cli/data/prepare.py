@@ -1,0 +1,91 @@
+"""Preparing a dataset: each image through the same preprocessing ``create`` runs on photos.
+
+Per view: MediaPipe finds the face, its landmarks are lifted with the dataset's (known) camera,
+the head is cropped around the same head sphere as photos are, and the template backend renders
+the position map. Cameras come from the dataset (real rigs are calibrated; synthetic ones exact)
+rather than from PnP, so targets and inputs share one frame; see docs/dataset.md.
+
+Letters: T timesteps, C cameras, R crop side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from avat3r_cli.core.errors import Avat3rError
+from avat3r_cli.data.layout import list_subjects, read_subject
+from avat3r_cli.data.prepared import prepared_name, save_prepared
+from avat3r_cli.io.images import load_photo
+from avat3r_cli.io.mediapipe_assets import load_canonical_face
+from avat3r_cli.preprocess.crop import crop_camera, crop_photo, head_crop_box
+from avat3r_cli.preprocess.face import FaceAnalyzer
+from avat3r_cli.preprocess.template_geometry import lift_landmarks, render_position_map, template_gaussians
+
+
+def prepare_subject(subject_dir: Path, resolution: int, analyzer: FaceAnalyzer, geometry: str = "template") -> Path:
+    """Write ``subject_dir/prepared_r{R}_{geometry}.safetensors``; returns its path.
+
+    Views where MediaPipe finds no face (profiles, backs) use the canonical face unlifted.
+    """
+    if geometry != "template":
+        raise Avat3rError(f"dataset preparation supports --geometry template only, got {geometry!r}")
+    subject = read_subject(subject_dir)
+    canonical = load_canonical_face()
+    names = subject.camera_names
+    t_count, c_count, r = len(subject.timesteps), len(names), resolution
+    images = np.zeros((t_count, c_count, r, r, 3), np.uint8)
+    masks = np.full((t_count, c_count, r, r), 255, np.uint8)
+    positions = np.zeros((t_count, c_count, 3, r, r), np.float16)
+    confidence = np.zeros((t_count, c_count, r, r), np.uint8)
+    boxes = [head_crop_box(subject.cameras[n]) for n in names]
+    crop_cams = [crop_camera(subject.cameras[n], box, r) for n, box in zip(names, boxes)]
+    detected = 0
+    for t in range(t_count):
+        for c, name in enumerate(names):
+            photo = load_photo(subject.image_path(t, name))
+            images[t, c] = crop_photo(photo, boxes[c], r)
+            mask_path = subject.mask_path(t, name)
+            if mask_path is not None:
+                mask = load_photo(mask_path)
+                masks[t, c] = crop_photo(mask, boxes[c], r)[..., 0]
+            face = analyzer.analyze(photo)
+            if face is not None:
+                detected += 1
+                vertices = lift_landmarks(face.landmarks, subject.cameras[name], canonical)
+            else:
+                vertices = canonical.vertices
+            pmap = render_position_map(template_gaussians(vertices, canonical), crop_cams[c])
+            positions[t, c] = pmap.points.numpy().astype(np.float16)
+            confidence[t, c] = np.round(pmap.confidence[0].numpy() * 255).astype(np.uint8)
+    path = subject_dir / prepared_name(resolution, geometry)
+    arrays = {
+        "images": images,
+        "masks": masks,
+        "positions": positions,
+        "confidence": confidence,
+        "K": np.stack([cam.K.numpy() for cam in crop_cams]).astype(np.float32),
+        "world_to_cam": np.stack([cam.world_to_cam.numpy() for cam in crop_cams]).astype(np.float32),
+        "expressions": subject.expressions,
+    }
+    save_prepared(path, arrays, {"geometry": geometry, "resolution": str(r), "cameras": ",".join(names),
+                                 "faces_detected": f"{detected}/{t_count * c_count}"})
+    return path
+
+
+def prepare_dataset(
+    data_dir: Path, resolution: int, geometry: str = "template", progress: Callable[[int, int], None] | None = None
+) -> list[str]:
+    """Prepare every subject of ``data_dir`` that is not prepared yet; returns all subject names."""
+    data_dir = Path(data_dir)
+    subjects = list_subjects(data_dir)
+    todo = [s for s in subjects if not (data_dir / s / prepared_name(resolution, geometry)).is_file()]
+    if todo:
+        with FaceAnalyzer() as analyzer:
+            for i, name in enumerate(todo):
+                prepare_subject(data_dir / name, resolution, analyzer, geometry)
+                if progress is not None:
+                    progress(i + 1, len(todo))
+    return subjects

@@ -1,0 +1,38 @@
+"""Making sure a dataset is prepared at a model's resolution before training or evaluating on it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from avat3r_cli.core.errors import Avat3rError
+from avat3r_cli.data.layout import list_subjects
+from avat3r_cli.data.prepare import prepare_dataset
+from avat3r_cli.data.prepared import prepared_name
+
+
+def missing_prepared(data_dir: Path, resolution: int, geometry: str) -> list[str]:
+    """Subjects of ``data_dir`` without a prepared file at ``resolution``."""
+    name = prepared_name(resolution, geometry)
+    return [s for s in list_subjects(data_dir) if not (Path(data_dir) / s / name).is_file()]
+
+
+def ensure_prepared(
+    data_dir: Path, resolution: int, geometry: str = "template", progress: Callable[[int, int], None] | None = None
+) -> int:
+    """Prepare the subjects that need it; returns how many were prepared.
+
+    Under torchrun (WORLD_SIZE > 1) every rank would prepare the same subjects at once, so there
+    a missing preparation is an error that names the command to run first.
+    """
+    missing = missing_prepared(data_dir, resolution, geometry)
+    if not missing:
+        return 0
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise Avat3rError(
+            f"{data_dir}: {len(missing)} subject(s) are not prepared at {resolution}x{resolution}; "
+            f"run first: avat3r prepare-data {data_dir} --resolution {resolution}"
+        )
+    prepare_dataset(data_dir, resolution, geometry, progress=progress)
+    return len(missing)
