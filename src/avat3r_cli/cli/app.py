@@ -30,6 +30,7 @@ from avat3r_cli.cli import (
     prepare_cmd,
     preprocess_cmd,
     render_cmd,
+    track_cmd,
     train_cmd,
     weights_cmd,
 )
@@ -47,6 +48,7 @@ COMMANDS: list[tuple[str, Callable[..., Any] | typer.Typer]] = [
     ("prepare-data", prepare_cmd.prepare_data),
     ("train", train_cmd.train),
     ("evaluate", evaluate_cmd.evaluate),
+    ("track", track_cmd.track),
     ("models", models_cmd.models),
     ("weights", weights_cmd.app),
 ]
