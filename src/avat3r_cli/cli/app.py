@@ -24,6 +24,8 @@ from typer.core import TyperGroup
 
 from avat3r_cli import __version__
 from avat3r_cli.cli import (
+    animate_cmd,
+    create_cmd,
     evaluate_cmd,
     info_cmd,
     models_cmd,
@@ -42,13 +44,15 @@ CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
 # plain function (registered with ``app.command``) or a ``typer.Typer`` (a group of subcommands,
 # registered with ``app.add_typer``), and its name goes here.
 COMMANDS: list[tuple[str, Callable[..., Any] | typer.Typer]] = [
+    ("create", create_cmd.create),
+    ("animate", animate_cmd.animate),
+    ("track", track_cmd.track),
     ("info", info_cmd.info),
     ("render", render_cmd.render),
     ("preprocess", preprocess_cmd.preprocess),
     ("prepare-data", prepare_cmd.prepare_data),
     ("train", train_cmd.train),
     ("evaluate", evaluate_cmd.evaluate),
-    ("track", track_cmd.track),
     ("models", models_cmd.models),
     ("weights", weights_cmd.app),
 ]

@@ -38,6 +38,13 @@ def evaluate(
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed that fixes every sample.")] = 0,
     device: Annotated[str, typer.Option(help="auto|cpu|cuda[:i]|mps (auto picks CUDA when present).")] = "auto",
+    expressions: Annotated[
+        int,
+        typer.Option(
+            "--expressions", min=0,
+            help="Frontal renders per subject scored by MediaPipe for expression accuracy (0: skip).",
+        ),
+    ] = 24,
     json_output: Annotated[bool, typer.Option("--json", help="One JSON object per method on stdout.")] = False,
 ) -> None:
     """Score a model (and optionally baselines) on the same seeded held-out samples."""
@@ -55,9 +62,21 @@ def evaluate(
         spec, data, subjects=subjects or None, num_samples=samples, seed=seed, baselines=baselines, device=device,
         num_inputs=inputs, num_targets=targets,
     )
+    accuracy = None
+    if expressions:
+        from avat3r_cli.core.runtime import resolve_device
+        from avat3r_cli.eval.expression_accuracy import expression_accuracy
+        from avat3r_cli.pipeline.models import load_avat3r
+
+        model, _ = load_avat3r(spec, resolve_device(device))
+        accuracy = expression_accuracy(model, data, list(results[0].subjects), codes_per_subject=expressions, seed=seed)
     if json_output:
         for result in results:
-            typer.echo(json.dumps(result.to_dict()))
+            row = result.to_dict()
+            if accuracy is not None and result.method == "avat3r":
+                row["expression_correlation"] = accuracy.correlation
+                row["expression_renders"] = {"renders": accuracy.renders, "detected": accuracy.detected}
+            typer.echo(json.dumps(row))
         return
     from rich.table import Table
 
@@ -67,6 +86,10 @@ def evaluate(
     for r in results:
         table.add_row(r.method, _fmt(r.psnr), _fmt(r.psnr_fg), _fmt(r.psnr_changed), _fmt(r.ssim, 3), _fmt(r.lpips, 3))
     Console(highlight=False).print(table)
+    if accuracy is not None:
+        scores = ", ".join(f"{g} {_fmt(c)}" for g, c in accuracy.correlation.items())
+        console.print(f"Expression accuracy (correlation of requested and MediaPipe-read scores over "
+                      f"{accuracy.detected}/{accuracy.renders} frontal renders): {scores}")
     if results[0].lpips is None:
         console.print("LPIPS: not available (needs the lpips package and its AlexNet weights; nothing is downloaded)")
 

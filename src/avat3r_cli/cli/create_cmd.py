@@ -1,0 +1,62 @@
+"""``avat3r create PHOTOS... -o OUT/``: photos in, an animatable avatar folder out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from avat3r_cli.cli.progress import progress_bar
+
+
+def create(
+    photos: Annotated[list[Path], typer.Argument(metavar="PHOTOS...", help="Photos of one person's head: one works, four from different sides work best.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="OUT", help="Avatar folder: avatar.ply, avatar.avat3r.safetensors, turntable.mp4, expressions.mp4, report.json.", show_default=False)],
+    weights: Annotated[str | None, typer.Option(help="Model: a folder (config.json + model.safetensors), a registered name or a hub repo org/name[@rev]. Default: the bundled avat3r-small.", show_default=False)] = None,
+    refine: Annotated[int, typer.Option(help="Test-time fitting steps to the input photos (0 = none); kept when animating.")] = 0,
+    no_video: Annotated[bool, typer.Option("--no-video", help="Skip the turntable and expression videos (faster).")] = False,
+    size: Annotated[int, typer.Option(help="Video side in pixels (16..4096).")] = 256,
+    frames: Annotated[int, typer.Option(help="Frames in the turntable's full turn.")] = 120,
+    fps: Annotated[int, typer.Option(help="Video frames per second (1..240).")] = 30,
+    device: Annotated[str, typer.Option(help="auto|cpu|cuda[:i]|mps (auto picks CUDA when present).")] = "auto",
+    geometry: Annotated[str | None, typer.Option(help="Position-map backend (template or dust3r). Default: what the model expects.", show_default=False)] = None,
+    features: Annotated[str | None, typer.Option(help="Image features (none or sapiens[-...]). Default: what the model expects.", show_default=False)] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute preprocessing instead of reusing cached results.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON line on stdout.")] = False,
+) -> None:
+    """Make an animatable 3D Gaussian avatar from photos of a head."""
+    from avat3r_cli.pipeline.create import run_create  # imports torch; keep --help fast
+
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    with progress_bar(console) as bar:
+        tasks: dict[str, int] = {}
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            # One bar per stage, created when the stage starts, so the display reads as a checklist.
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        report = run_create(
+            photos, output, weights=weights, refine=refine, video=not no_video, size=size, frames=frames,
+            fps=fps, device=device, geometry=geometry, features=features, use_cache=not no_cache,
+            progress=on_progress, notice=lambda line: console.print(line, markup=False),
+        )
+    for warning in report["warnings"]:
+        console.print(Text.assemble(("Warning: ", "yellow"), warning))
+    used, skipped = len(report["photos"]["used"]), len(report["photos"]["skipped"])
+    refined = ""
+    if report["refine"]:
+        r = report["refine"]
+        refined = f", refined {r['steps']} steps: PSNR {r['psnr_before']:.2f} -> {r['psnr_after']:.2f} dB"
+    console.print(
+        f"Wrote {output}/ ({report['gaussians']} Gaussians from {used} photo{'s' if used != 1 else ''}"
+        f"{f', {skipped} skipped' if skipped else ''}{refined}) in {report['seconds']:.1f} s on {report['device']}",
+        markup=False,
+    )
+    if as_json:
+        typer.echo(json.dumps(report))

@@ -1,0 +1,105 @@
+"""The built-in expression tour of ``create``'s ``expressions.mp4``, and frame labels.
+
+A tour is a sequence of named expressions; each eases in from neutral, holds, and eases out
+again, so any two consecutive frames differ smoothly and every expression is seen at its peak.
+Letters: T frames, E = 52.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from avat3r_cli.core.expressions import EXPRESSION_DIM, EXPRESSION_INDEX
+
+# (label, {expression name: peak score}). Peaks below 1 for the mouth shapes: trained data
+# rarely reaches 1 there, and an over-driven code looks worse than a strong one.
+TOUR: tuple[tuple[str, dict[str, float]], ...] = (
+    ("neutral", {}),
+    ("jawOpen", {"jawOpen": 0.9}),
+    ("smile", {"mouthSmileLeft": 0.9, "mouthSmileRight": 0.9, "cheekSquintLeft": 0.3, "cheekSquintRight": 0.3}),
+    ("blink", {"eyeBlinkLeft": 1.0, "eyeBlinkRight": 1.0}),
+    ("browInnerUp", {"browInnerUp": 1.0}),
+    ("browDown", {"browDownLeft": 1.0, "browDownRight": 1.0}),
+    ("mouthPucker", {"mouthPucker": 0.9}),
+    ("mouthFunnel", {"mouthFunnel": 0.9, "jawOpen": 0.2}),
+    ("cheekPuff", {"cheekPuff": 1.0}),
+)
+SECONDS_PER_EXPRESSION = 1.0
+
+
+def _smoothstep(x: float) -> float:
+    x = min(max(x, 0.0), 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+def ease_weights(frames: int) -> np.ndarray:
+    """``[frames]`` weights: smooth rise over the first third, hold at 1, fall over the last third.
+
+    Sampled at frame centres, so even 1 or 2 frames per expression show it (near) its peak.
+    """
+    k = (np.arange(frames) + 0.5) / frames
+    return np.array([_smoothstep(3.0 * x) * _smoothstep(3.0 * (1.0 - x)) for x in k], dtype=np.float32)
+
+
+def expression_code(scores: dict[str, float]) -> np.ndarray:
+    """A ``[52]`` code with the named scores set and the rest 0."""
+    code = np.zeros(EXPRESSION_DIM, np.float32)
+    for name, value in scores.items():
+        code[EXPRESSION_INDEX[name]] = value
+    return code
+
+
+def tour_frames(frames_per_expression: int) -> tuple[np.ndarray, list[str]]:
+    """The tour as codes ``[T, 52]`` and one label per frame, T = len(TOUR) * frames_per_expression.
+
+    The neutral segment stays at the all-zero code (the avatar.ply expression) throughout.
+    """
+    if frames_per_expression < 1:
+        raise ValueError(f"frames_per_expression must be >= 1, got {frames_per_expression}")
+    weights = ease_weights(frames_per_expression)
+    codes, labels = [], []
+    for label, scores in TOUR:
+        peak = expression_code(scores)
+        codes.append(weights[:, None] * peak[None, :])
+        labels += [label] * frames_per_expression
+    return np.concatenate(codes).astype(np.float32), labels
+
+
+def frames_per_expression(fps: int) -> int:
+    """Frames each tour expression gets at ``fps`` (about ``SECONDS_PER_EXPRESSION`` s, at least 1)."""
+    return max(1, round(fps * SECONDS_PER_EXPRESSION))
+
+
+@lru_cache(maxsize=8)
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    # Pillow >= 10.1 scales its bundled font; older ones only have the fixed bitmap font.
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:
+        return ImageFont.load_default()
+
+
+def label_frame(image: np.ndarray, text: str) -> np.ndarray:
+    """``image`` uint8 ``[H, W, 3]`` with ``text`` on a dark band at the bottom (a new array)."""
+    h, w = image.shape[:2]
+    size = max(8, round(h / 16))
+    pil = Image.fromarray(np.ascontiguousarray(image), mode="RGB")
+    draw = ImageDraw.Draw(pil)
+    font = _font(size)
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    pad = max(2, size // 3)
+    band_top = h - (bottom - top) - 2 * pad
+    # A band rather than outlined text: readable on any background colour and any avatar.
+    draw.rectangle([0, band_top, w, h], fill=(0, 0, 0))
+    x = max(pad, (w - (right - left)) // 2)
+    draw.text((x - left, band_top + pad - top), text, fill=(255, 255, 255), font=font)
+    return np.asarray(pil)
+
+
+def tour_seconds(fps: int) -> float:
+    """Length of the tour video in seconds at ``fps``."""
+    return len(TOUR) * frames_per_expression(fps) / fps if fps > 0 else math.nan

@@ -1,0 +1,193 @@
+"""``avat3r create``: photos -> avatar folder, with a tiny random model passed by --weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import typer
+from PIL import Image
+from skimage import data as skimage_data
+from typer.testing import CliRunner
+
+from avat3r_cli.cli import animate_cmd, create_cmd
+from avat3r_cli.cli.app import Avat3rGroup
+from avat3r_cli.io.ply import read_ply
+from avat3r_cli.io.video import read_video_frames
+from avat3r_cli.io.weights import save_model, sha256_file
+from avat3r_cli.model.avat3r import Avat3r
+from avat3r_cli.model.config import get_preset
+from avat3r_cli.pipeline import avatar as avatar_module
+from avat3r_cli.pipeline.avatar import Avatar
+from avat3r_cli.pipeline.bundle import load_bundle
+from avat3r_cli.pipeline.expression_tour import TOUR, tour_frames
+
+runner = CliRunner()
+
+
+def make_app() -> typer.Typer:
+    """The commands registered as cli/app.py does, behind the same error boundary."""
+    app = typer.Typer(cls=Avat3rGroup, add_completion=False, pretty_exceptions_enable=False)
+
+    @app.callback()
+    def _root() -> None:
+        """Test root."""
+
+    app.command("create")(create_cmd.create)
+    app.command("animate")(animate_cmd.animate)
+    return app
+
+
+APP = make_app()
+
+
+def invoke(*args: str):
+    return runner.invoke(APP, [str(a) for a in args], env={"AVAT3R_DEBUG": None})
+
+
+@pytest.fixture(scope="module", autouse=True)
+def shared_cache(tmp_path_factory):
+    """One preprocessing cache for the session: each photo is analysed once, not per test."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AVAT3R_CACHE", str(tmp_path_factory.getbasetemp() / "avat3r-cache"))
+        yield
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    return save_model(Avat3r(get_preset("tiny")), tmp_path_factory.mktemp("w") / "m")
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("photos")
+    Image.fromarray(skimage_data.astronaut()).save(folder / "astronaut.png")
+    # No face; small, so the failed face search is quick.
+    Image.fromarray(skimage_data.camera()).resize((160, 160)).save(folder / "camera.png")
+    return folder
+
+
+def assert_one_line_error(result, *needles: str) -> None:
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_create_writes_every_file(weights: Path, photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = invoke("create", photos / "astronaut.png", "-o", out, "--weights", weights, "--size", 32,
+                    "--frames", 4, "--fps", 2, "--device", "cpu", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["avatar.ply", "avatar.avat3r.safetensors", "turntable.mp4", "expressions.mp4", "report.json"]
+    )
+    assert json.loads((out / "report.json").read_text()) == report
+    assert report["photos"]["used"] == ["astronaut.png"] and report["photos"]["skipped"] == []
+    assert report["model"]["sha256"] == sha256_file(weights / "model.safetensors")
+    assert report["refine"] is None and set(report["timings"]) >= {"load_model", "preprocess", "turntable"}
+
+    gaussians = read_ply(out / "avatar.ply")
+    assert gaussians.count == report["gaussians"] > 100
+    turntable = read_video_frames(out / "turntable.mp4")
+    assert turntable.shape == (4, 32, 32, 3)
+    tour = read_video_frames(out / "expressions.mp4")
+    assert tour.shape == (len(TOUR) * 2, 32, 32, 3)
+    # The label band: the bottom rows are dark, the avatar's white background is not.
+    assert tour[:, -1].mean() < 60 and tour[:, 0].mean() > 200
+
+    bundle = load_bundle(out / "avatar.avat3r.safetensors")
+    assert bundle.num_views == 1 and bundle.residuals is None
+    assert bundle.images.shape == (1, 64, 64, 3) and bundle.images.dtype == torch.uint8
+    meta = bundle.metadata
+    assert meta.model_sha256 == report["model"]["sha256"] and meta.expression_space == "mediapipe-blendshapes-52"
+    assert meta.photos == ["astronaut.png"] and meta.confidence_threshold == 0.5
+
+    # The bundle decodes back to the .ply: same Gaussians, same order, at the all-zero code.
+    again = Avatar.load(out / "avatar.ply", device="cpu").neutral()
+    assert torch.allclose(again.means, gaussians.means, atol=1e-5)
+    assert torch.allclose(again.opacities, gaussians.opacities, atol=1e-5)
+
+
+def test_no_video_and_skipped_photos(weights: Path, photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")  # other files in OUT are kept
+    result = invoke("create", photos / "astronaut.png", photos / "camera.png", "-o", out, "--weights", weights,
+                    "--no-video", "--device", "cpu", "--no-cache")  # also the uncached path
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["avatar.avat3r.safetensors", "avatar.ply", "notes.txt", "report.json"]
+    report = json.loads((out / "report.json").read_text())
+    assert report["photos"]["used"] == ["astronaut.png"]
+    [skipped] = report["photos"]["skipped"]
+    assert skipped["photo"].endswith("camera.png") and "face" in skipped["reason"]
+    assert report["videos"] == {}
+    assert list(tmp_path.glob(".out.partial-*")) == []
+
+
+def test_refine_reports_psnr_and_keeps_residuals(weights: Path, photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = invoke("create", photos / "astronaut.png", "-o", out, "--weights", weights, "--refine", 5,
+                    "--no-video", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    refine = json.loads((out / "report.json").read_text())["refine"]
+    assert refine["steps"] == 5
+    assert refine["psnr_after"] >= refine["psnr_before"] - 1e-6
+    assert np.isfinite(refine["psnr_before"]) and 0.0 < refine["psnr_before"] < 60.0
+    bundle = load_bundle(out / "avatar.avat3r.safetensors")
+    assert bundle.residuals is not None and set(bundle.residuals) == {"offset", "sh_dc", "log_scale", "opacity_logit"}
+    assert bundle.residuals["offset"].shape == (1, 64, 64, 3)
+    if refine["best_step"] > 0:
+        assert any(float(r.abs().max()) > 0 for r in bundle.residuals.values())
+    # Animation keeps the residuals: the neutral decode with them equals the written .ply.
+    ply = read_ply(out / "avatar.ply")
+    neutral = Avatar.load(out / "avatar.avat3r.safetensors", device="cpu").neutral()
+    assert torch.allclose(neutral.means, ply.means, atol=1e-5)
+    assert torch.allclose(neutral.sh, ply.sh, atol=1e-4)
+
+
+def test_default_weights_missing_is_one_line(photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(avatar_module, "DEFAULT_WEIGHTS_FOLDER", tmp_path / "nowhere" / "avat3r-small")
+    result = invoke("create", photos / "astronaut.png", "-o", tmp_path / "out", "--no-video")
+    assert_one_line_error(result, "avat3r-small", "--weights")
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_inputs_leave_nothing(weights: Path, photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out"
+    assert_one_line_error(invoke("create", photos / "camera.png", "-o", out, "--weights", weights, "--no-cache"), "camera.png")
+    assert_one_line_error(invoke("create", photos / "astronaut.png", "-o", out, "--weights", weights, "--refine", -1), "--refine")
+    assert_one_line_error(invoke("create", photos / "astronaut.png", "-o", out, "--weights", weights, "--size", 8), "--size")
+    (tmp_path / "file").write_text("x")
+    assert_one_line_error(invoke("create", photos / "astronaut.png", "-o", tmp_path / "file", "--weights", weights), "not a folder")
+    assert not out.exists()
+
+    # A failure in the last stage leaves OUT as it was and no staging folder behind.
+    import avat3r_cli.pipeline.create as create_module
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device", "expressions.mp4")
+
+    monkeypatch.setattr(create_module, "write_video", broken)
+    result = invoke("create", photos / "astronaut.png", "-o", out, "--weights", weights, "--size", 16,
+                    "--frames", 1, "--fps", 1, "--device", "cpu")
+    assert_one_line_error(result, "No space left")
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]
+
+
+def test_tour_eases_in_and_out() -> None:
+    codes, labels = tour_frames(5)
+    assert codes.shape == (len(TOUR) * 5, 52) and len(labels) == len(codes)
+    assert np.all(codes[:5] == 0) and labels[5] == "jawOpen"
+    jaw = codes[5:10, 25]
+    assert jaw[2] == pytest.approx(0.9) and jaw[0] < jaw[1] < jaw[2] and jaw[4] < jaw[3] < jaw[2]
+    one, _ = tour_frames(1)
+    assert one[1, 25] == pytest.approx(0.9)  # one frame per expression still shows its peak
