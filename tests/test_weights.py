@@ -237,18 +237,21 @@ def test_weights_cli_list_download_verify(hub_cache: Path, saved: Path, monkeypa
     runner = CliRunner()
     monkeypatch.setattr(registry, "REGISTRY", ())
     result = runner.invoke(weights_cmd.app, ["list"])
-    assert result.exit_code == 0 and "no weights are registered" in result.output
+    assert result.exit_code == 0 and "none registered" in result.output and "dust3r" in result.output
 
     monkeypatch.setattr(registry, "REGISTRY", (entry_for(saved),))
     result = runner.invoke(weights_cmd.app, ["list", "--json"])
-    row = json.loads(result.output.strip())
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    row = rows[0]  # the Avat3r models come first, then the preprocessing models
     assert row["name"] == "tiny-test" and row["status"] == "not downloaded"
+    assert {"face-landmarker", "dust3r", "sapiens-2b"} <= {r["name"] for r in rows}
     result = runner.invoke(weights_cmd.app, ["download", "tiny-test"])
     assert isinstance(result.exception, Avat3rError)
     assert "not in the hub cache" in str(result.exception) and "HF_HUB_OFFLINE is set" in str(result.exception)
 
     add_hub_repo(hub_cache, "org/name", saved)
-    assert json.loads(runner.invoke(weights_cmd.app, ["list", "--json"]).output)["status"] == "cached"
+    first = runner.invoke(weights_cmd.app, ["list", "--json"]).output.splitlines()[0]
+    assert json.loads(first)["status"] == "cached"
     result = runner.invoke(weights_cmd.app, ["download", "tiny-test"])
     assert result.exit_code == 0 and "sha256 verified" in result.output
     result = runner.invoke(weights_cmd.app, ["verify"])

@@ -1,0 +1,246 @@
+"""Render synthetic multi-view subjects into the dataset layout (data/layout.py).
+
+Per subject: a random identity, T timesteps (0 neutral, then sparse random expressions) seen by C
+cameras (camera 0 frontal, the rest spread over yaw -90..90 and pitch -30..30), each image over
+its own random background. A timestep's expression code is what MediaPipe reads from the most
+frontal view (DESIGN.md); the deformer weights that made it are saved beside it.
+
+Letters: T timesteps, C cameras, R image side.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from PIL import Image
+
+from avat3r_cli.core.camera import Camera, intrinsics_from_fov, look_at
+from avat3r_cli.core.expressions import EXPRESSION_DIM
+from avat3r_cli.data.layout import cameras_to_json, write_dataset_index
+from avat3r_cli.data.synthetic.deformers import DEFORMERS, weights_vector
+from avat3r_cli.data.synthetic.head import head_model
+from avat3r_cli.data.synthetic.identity import Identity, sample_identity
+from avat3r_cli.io.atomic import atomic_output
+from avat3r_cli.preprocess.crop import HEAD_CENTER, HEAD_RADIUS
+from avat3r_cli.render.api import render
+
+if TYPE_CHECKING:
+    from avat3r_cli.preprocess.face import FaceAnalyzer
+
+Progress = Callable[[int, int], None]
+"""Called as ``progress(done, total)`` in rendered images."""
+
+GENERATOR_VERSION = 1
+SUBJECT_SEED_STRIDE = 100003
+# Deformers that exclude each other (a jaw cannot go both ways).
+_EXCLUSIVE = {"jawLeft": "jawRight", "jawRight": "jawLeft", "mouthLeft": "mouthRight", "mouthRight": "mouthLeft",
+              "mouthPucker": "mouthFunnel", "mouthFunnel": "mouthPucker"}
+_PAIRS = {"mouthSmileLeft": "mouthSmileRight", "eyeBlinkLeft": "eyeBlinkRight", "eyeWideLeft": "eyeWideRight",
+          "browDownLeft": "browDownRight", "browOuterUpLeft": "browOuterUpRight"}
+_PAIRS.update({v: k for k, v in _PAIRS.items()})
+
+
+def head_camera(yaw_deg: float, pitch_deg: float, distance: float, resolution: int, roll_deg: float = 0.0) -> Camera:
+    """A square camera at ``distance`` from the head sphere's centre, framed so the sphere fills the image.
+
+    Positive yaw (nose towards image right) puts the camera on the subject's right (-x); positive
+    pitch (head tilted down) puts it above the head (-y).
+    """
+    if distance <= HEAD_RADIUS:
+        raise ValueError(f"camera distance {distance} m is inside the head sphere ({HEAD_RADIUS} m)")
+    yaw, pitch = math.radians(yaw_deg), math.radians(pitch_deg)
+    target = torch.tensor(HEAD_CENTER, dtype=torch.float32)
+    eye = target + distance * torch.tensor([-math.sin(yaw) * math.cos(pitch), -math.sin(pitch), -math.cos(yaw) * math.cos(pitch)])
+    w2c = look_at(eye, target, torch.tensor([0.0, -1.0, 0.0]))
+    r = math.radians(roll_deg)
+    rz = torch.eye(4)
+    rz[:2, :2] = torch.tensor([[math.cos(r), -math.sin(r)], [math.sin(r), math.cos(r)]])
+    # The sphere's image has half-size f r / sqrt(d^2 - r^2) (tangent cone): make it R / 2.
+    fov = 2.0 * math.degrees(math.atan(HEAD_RADIUS / math.sqrt(distance**2 - HEAD_RADIUS**2)))
+    return Camera(intrinsics_from_fov(fov, resolution, resolution), rz @ w2c, resolution, resolution)
+
+
+def synth_cameras(rng: np.random.Generator, count: int, resolution: int) -> list[Camera]:
+    """``count`` cameras: 0 frontal, the others stratified over yaw -90..90 and pitch -30..30, 0.5-0.9 m away."""
+    cams = [head_camera(0.0, 0.0, float(rng.uniform(0.5, 0.9)), resolution)]
+    k = count - 1
+    if k > 0:
+        yaw = -90.0 + 180.0 * (np.arange(k) + rng.random(k)) / k
+        # Pitch strata shuffled against yaw, so up and down views occur at every side.
+        pitch = -30.0 + 60.0 * (rng.permutation(k) + rng.random(k)) / k
+        for a, b in zip(yaw, pitch):
+            cams.append(head_camera(float(a), float(b), float(rng.uniform(0.5, 0.9)), resolution))
+    return cams
+
+
+def random_expression(rng: np.random.Generator) -> dict[str, float]:
+    """A sparse random combination of 1-3 deformers (symmetric pairs often together), weights 0.3..1."""
+    chosen: dict[str, float] = {}
+    for _ in range(int(rng.choice([1, 2, 3], p=[0.35, 0.4, 0.25]))):
+        name = DEFORMERS[int(rng.integers(len(DEFORMERS)))]
+        if _EXCLUSIVE.get(name) in chosen:
+            continue
+        chosen[name] = float(rng.uniform(0.3, 1.0))
+        if name in _PAIRS and rng.random() < 0.6:
+            chosen[_PAIRS[name]] = float(np.clip(chosen[name] + rng.normal(0, 0.1), 0.0, 1.0))
+    return chosen
+
+
+def _background(rng: np.random.Generator, resolution: int) -> torch.Tensor:
+    """``[3, R, R]``: a uniform colour or a vertical gradient between two colours."""
+    a = torch.tensor(rng.uniform(0.05, 0.95, 3), dtype=torch.float32)
+    if rng.random() < 0.5:
+        return a[:, None, None].expand(3, resolution, resolution).clone()
+    b = torch.tensor(rng.uniform(0.05, 0.95, 3), dtype=torch.float32)
+    t = torch.linspace(0.0, 1.0, resolution)[None, :, None]
+    return (a[:, None, None] * (1 - t) + b[:, None, None] * t).expand(3, resolution, resolution).clone()
+
+
+def _to_uint8(x: torch.Tensor) -> np.ndarray:
+    return (x.clamp(0, 1).permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class SubjectSummary:
+    """What ``generate_subject`` wrote: identity, sizes and how MediaPipe did."""
+
+    name: str
+    identity: Identity
+    gaussians: int
+    missed_frontal: int
+    missed_all: int
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "identity": self.identity.to_dict(), "gaussians": self.gaussians,
+                "missed_frontal": self.missed_frontal, "missed_all": self.missed_all}
+
+
+def generate_subject(root: str | Path, seed: int, timesteps: int = 6, cameras: int = 12, resolution: int = 256,
+                     analyzer: FaceAnalyzer | None = None, progress: Progress | None = None) -> SubjectSummary:
+    """Render one subject into the folder ``root`` (created; written in place, see ``generate_dataset``).
+
+    Writes images/TTT/cam_XX.png, masks/TTT/cam_XX.png (alpha * 255), cameras.json,
+    expressions.npy ``[T, 52]`` (MediaPipe on camera 0, else the nearest detected camera, else
+    zeros), deformers.npy ``[T, len(DEFORMERS)]``, deformers.json and synth.json.
+    """
+    if timesteps < 1 or cameras < 1 or resolution < 16:
+        raise ValueError("need timesteps >= 1, cameras >= 1 and resolution >= 16")
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    identity = sample_identity(rng)
+    cams = synth_cameras(rng, cameras, resolution)
+    names = [f"cam_{i:02d}" for i in range(cameras)]
+    expressions = [{}] + [random_expression(rng) for _ in range(timesteps - 1)]
+    model = head_model(identity)
+    # Views by angle from the frontal camera's axis: where to look when MediaPipe misses camera 0.
+    axes = [c.world_to_cam[2, :3] for c in cams]
+    order = sorted(range(cameras), key=lambda i: -float(axes[i] @ axes[0]))
+    codes = np.zeros((timesteps, EXPRESSION_DIM), np.float32)
+    missed_frontal = missed_all = n_gauss = 0
+    total, done = timesteps * cameras, 0
+    for t, weights in enumerate(expressions):
+        head = model.samples(weights)
+        n_gauss = len(head.means)
+        images = []
+        for name, cam in zip(names, cams):
+            bg = _background(rng, resolution)
+            with torch.no_grad():
+                out = render(head.gaussians(identity.light, cam), cam, (0.0, 0.0, 0.0))
+            # Rendered over black, the image is premultiplied: add the background behind it.
+            rgb = _to_uint8(out.image + (1.0 - out.alpha) * bg)
+            mask = (out.alpha[0].clamp(0, 1).numpy() * 255.0).round().astype(np.uint8)
+            for kind, array in (("images", rgb), ("masks", mask)):
+                folder = root / kind / f"{t:03d}"
+                folder.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(array).save(folder / f"{name}.png", optimize=False)
+            images.append(rgb)
+            done += 1
+            if progress is not None:
+                progress(done, total)
+        if analyzer is not None:
+            for rank, i in enumerate(order):
+                face = analyzer.analyze(images[i])
+                if face is not None:
+                    codes[t] = face.blendshapes
+                    break
+                missed_frontal += rank == 0
+            else:
+                missed_all += 1
+    (root / "cameras.json").write_text(json.dumps(cameras_to_json(dict(zip(names, cams))), indent=1) + "\n")
+    np.save(root / "expressions.npy", codes)
+    np.save(root / "deformers.npy", np.stack([weights_vector(w) for w in expressions]))
+    (root / "deformers.json").write_text(json.dumps({"names": list(DEFORMERS)}) + "\n")
+    summary = SubjectSummary(root.name, identity, n_gauss, missed_frontal, missed_all)
+    meta = {"generator_version": GENERATOR_VERSION, "seed": seed, "timesteps": timesteps, "cameras": cameras,
+            "resolution": resolution, "labelled": analyzer is not None, **summary.to_dict()}
+    (root / "synth.json").write_text(json.dumps(meta, indent=1) + "\n")
+    return summary
+
+
+def _complete(folder: Path, seed: int, timesteps: int, cameras: int, resolution: int, labelled: bool) -> bool:
+    try:
+        meta = json.loads((folder / "synth.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    want = {"generator_version": GENERATOR_VERSION, "seed": seed, "timesteps": timesteps, "cameras": cameras,
+            "resolution": resolution, "labelled": labelled}
+    return all(meta.get(k) == v for k, v in want.items())
+
+
+def generate_dataset(out: str | Path, subjects: int, seed: int = 0, timesteps: int = 6, cameras: int = 12,
+                     resolution: int = 256, progress: Progress | None = None,
+                     analyzer: FaceAnalyzer | None = None, label: bool = True) -> list[SubjectSummary | None]:
+    """Write ``subjects`` subjects (subject_0000, ...) and dataset.json under ``out``.
+
+    Subject i uses seed ``seed * 100003 + i``. Each subject is rendered into a temporary folder and
+    renamed when complete, so an interrupted run leaves no half subject; subjects already complete
+    with the same settings are skipped (their entry in the returned list is None). With ``label``
+    (default) expression codes come from MediaPipe, opened here unless ``analyzer`` is given.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = [f"subject_{i:04d}" for i in range(subjects)]
+    per_subject = timesteps * cameras
+    total = subjects * per_subject
+    results: list[SubjectSummary | None] = []
+    own = None
+    if label and analyzer is None:
+        from avat3r_cli.preprocess.face import FaceAnalyzer
+
+        own = analyzer = FaceAnalyzer()
+        own.open()
+    try:
+        for i, name in enumerate(names):
+            sub_seed = seed * SUBJECT_SEED_STRIDE + i
+            if _complete(out / name, sub_seed, timesteps, cameras, resolution, analyzer is not None):
+                results.append(None)
+                if progress is not None:
+                    progress((i + 1) * per_subject, total)
+                continue
+
+            def sub_progress(done: int, _total: int, base: int = i * per_subject) -> None:
+                if progress is not None:
+                    progress(base + done, total)
+
+            with atomic_output(out / name) as tmp:
+                tmp.mkdir()
+                results.append(generate_subject(tmp, sub_seed, timesteps, cameras, resolution, analyzer, sub_progress))
+            # The summary was made under the temporary name.
+            if results[-1] is not None:
+                results[-1] = SubjectSummary(name, *[getattr(results[-1], k) for k in ("identity", "gaussians", "missed_frontal", "missed_all")])
+                (out / name / "synth.json").write_text(json.dumps(
+                    {**json.loads((out / name / "synth.json").read_text()), "name": name}, indent=1) + "\n")
+    finally:
+        if own is not None:
+            own.close()
+    write_dataset_index(out, names, generator="avat3r synth", generator_version=GENERATOR_VERSION, seed=seed,
+                        timesteps=timesteps, cameras=cameras, resolution=resolution, deformers=list(DEFORMERS))
+    return results
+

@@ -1,0 +1,198 @@
+"""data/synthetic: deterministic synthetic multi-view heads in the dataset layout, read by MediaPipe."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from avat3r_cli.core.expressions import EXPRESSION_DIM, EXPRESSION_INDEX
+from avat3r_cli.data.layout import list_subjects, read_subject
+from avat3r_cli.data.synthetic import (
+    DEFORMERS,
+    build_head,
+    deform,
+    generate_dataset,
+    generate_subject,
+    head_camera,
+    head_model,
+    neutral_vertices,
+    random_expression,
+    sample_identity,
+    synth_cameras,
+)
+from avat3r_cli.io.mediapipe_assets import load_canonical_face
+from avat3r_cli.preprocess.crop import head_crop_box
+from avat3r_cli.render import render
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # Two-thread PyTorch collapses when another process shares the two cores.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def analyzer():
+    pytest.importorskip("mediapipe", reason="mediapipe is not installed: face analysis cannot run")
+    from avat3r_cli.preprocess.face import FaceAnalyzer
+
+    with FaceAnalyzer() as face_analyzer:
+        yield face_analyzer
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory, analyzer):
+    root = tmp_path_factory.mktemp("synth") / "data"
+    calls = []
+    results = generate_dataset(root, subjects=2, seed=3, timesteps=2, cameras=3, resolution=128,
+                               analyzer=analyzer, progress=lambda d, t: calls.append((d, t)))
+    return root, results, calls
+
+
+def test_layout_reads_back(dataset):
+    root, results, calls = dataset
+    assert list_subjects(root) == ["subject_0000", "subject_0001"]
+    assert calls[-1] == (12, 12) and [d for d, _ in calls] == sorted(d for d, _ in calls)
+    assert not [p for p in root.iterdir() if p.name.startswith(".")], "a temporary folder was left behind"
+    for name, summary in zip(list_subjects(root), results):
+        subject = read_subject(root / name)
+        assert subject.camera_names == ("cam_00", "cam_01", "cam_02")
+        assert subject.timesteps == ("000", "001")
+        assert subject.expressions.shape == (2, EXPRESSION_DIM)
+        # Every timestep was labelled by MediaPipe on a view (a detection has non-zero scores).
+        assert (np.abs(subject.expressions).sum(axis=1) > 0).all() and summary.missed_all == 0
+        weights = np.load(root / name / "deformers.npy")
+        assert weights.shape == (2, len(DEFORMERS)) and not weights[0].any() and weights[1].any()
+        assert json.loads((root / name / "deformers.json").read_text())["names"] == list(DEFORMERS)
+        image = np.asarray(Image.open(subject.image_path(1, "cam_02")))
+        mask = np.asarray(Image.open(subject.mask_path(1, "cam_02")))
+        assert image.shape == (128, 128, 3) and image.dtype == np.uint8 and mask.shape == (128, 128)
+        cam = subject.cameras["cam_00"]
+        assert (cam.height, cam.width) == (128, 128) and 10_000 < summary.gaussians < 80_000
+
+
+def test_masks_are_the_render_alpha(dataset):
+    root, results, _ = dataset
+    subject = read_subject(root / "subject_0001")
+    weights = dict(zip(DEFORMERS, np.load(root / "subject_0001" / "deformers.npy")[1].tolist()))
+    identity = results[1].identity
+    head = head_model(identity).samples(weights)
+    for cam_name in subject.camera_names:
+        camera = subject.cameras[cam_name]
+        with torch.no_grad():
+            alpha = render(head.gaussians(identity.light, camera), camera, (0.0, 0.0, 0.0)).alpha[0].numpy()
+        mask = np.asarray(Image.open(subject.mask_path(1, cam_name))).astype(np.int32)
+        assert np.abs(mask - np.round(alpha * 255)).max() <= 1
+        assert mask[0, 0] == 0 and mask[0, -1] == 0 and mask[64, 64] == 255  # background corners, head centre
+        assert 0.15 < (mask > 127).mean() < 0.75
+
+
+def test_resumable_skips_complete_subjects(dataset, analyzer):
+    root, _, _ = dataset
+    png = root / "subject_0000" / "images" / "000" / "cam_00.png"
+    before = png.stat().st_mtime_ns
+    again = generate_dataset(root, subjects=2, seed=3, timesteps=2, cameras=3, resolution=128, analyzer=analyzer)
+    assert again == [None, None] and png.stat().st_mtime_ns == before
+
+
+def test_deterministic_by_seed(tmp_path):
+    for name in ("a", "b"):
+        generate_subject(tmp_path / name, seed=11, timesteps=2, cameras=2, resolution=48)
+    generate_subject(tmp_path / "c", seed=12, timesteps=2, cameras=2, resolution=48)
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.png"))
+    assert len(files) == 8
+    for f in files:
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
+    assert (tmp_path / "a" / "cameras.json").read_text() == (tmp_path / "b" / "cameras.json").read_text()
+    different = [(tmp_path / "a" / f).read_bytes() != (tmp_path / "c" / f).read_bytes() for f in files]
+    assert all(different)
+    ids = [json.loads((tmp_path / n / "synth.json").read_text())["identity"] for n in ("a", "c")]
+    assert ids[0] != ids[1] and ids[0]["skin"] != ids[1]["skin"]
+
+
+def test_identities_and_cameras_vary():
+    ids = [sample_identity(np.random.default_rng(s)) for s in range(40)]
+    assert len({i.hair_style for i in ids}) == 3 and len({i.hair_name for i in ids}) >= 4
+    tones = [i.skin_tone for i in ids]
+    assert min(tones) < 0.15 and max(tones) > 0.85
+    scales = np.array([i.scale for i in ids])
+    assert scales.min() >= 0.92 * 0.96 - 1e-9 and scales.max() <= 1.08 * 1.04 + 1e-9 and np.ptp(scales) > 0.08
+    cams = synth_cameras(np.random.default_rng(0), 12, 256)
+    axes = torch.stack([c.world_to_cam[2, :3] for c in cams])  # viewing directions
+    assert torch.allclose(axes[0], torch.tensor([0.0, 0.0, 1.0]), atol=1e-6)
+    yaw = torch.rad2deg(torch.atan2(-axes[:, 0], axes[:, 2]))
+    assert yaw.min() < -60 and yaw.max() > 60 and (yaw.abs() <= 90.01).all()
+    for cam in cams:  # the head sphere just fills the image
+        box = head_crop_box(cam)
+        assert box.x0 == pytest.approx(0.0, abs=0.5) and box.y0 == pytest.approx(0.0, abs=0.5)
+        assert box.size == pytest.approx(256.0, abs=0.5)
+        assert 0.5 <= float(torch.linalg.norm(cam.center - torch.tensor([0.0, -0.01, 0.03]))) <= 0.9
+    exprs = [random_expression(np.random.default_rng(s)) for s in range(50)]
+    assert all(1 <= len(e) <= 6 and set(e) <= set(DEFORMERS) for e in exprs)
+    assert len({k for e in exprs for k in e}) >= 15
+
+
+def test_deformers_move_the_right_vertices():
+    rest = neutral_vertices(load_canonical_face().vertices)
+    assert abs(rest[13, 1] - rest[14, 1]) < 1e-9  # the neutral mouth is closed
+    for name in DEFORMERS:
+        moved = np.linalg.norm(deform(rest, {name: 1.0}) - rest, axis=1)
+        assert moved.max() > 0.002, name
+    jaw = deform(rest, {"jawOpen": 1.0})
+    assert jaw[14, 1] - jaw[13, 1] > 0.02 and abs(jaw[10, 1] - rest[10, 1]) < 1e-9
+    shut = deform(rest, {"eyeBlinkLeft": 1.0})
+    assert abs(shut[386, 1] - shut[374, 1]) < 0.001 and abs(shut[159, 1] - rest[159, 1]) < 1e-9
+    with pytest.raises(KeyError):
+        deform(rest, {"jawOpn": 1.0})
+
+
+def _scores(analyzer, identity, weights) -> dict[str, float]:
+    camera = head_camera(0.0, 0.0, 0.7, 256)
+    with torch.no_grad():
+        out = render(build_head(identity, weights), camera, (0.55, 0.6, 0.65))
+    image = (out.image.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    face = analyzer.analyze(image)
+    assert face is not None, f"MediaPipe missed the frontal render at {weights}"
+    return {name: float(face.blendshapes[EXPRESSION_INDEX[name]]) for name in
+            ("jawOpen", "mouthSmileLeft", "mouthSmileRight", "eyeBlinkLeft", "eyeBlinkRight")}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_mediapipe_reads_the_expressions(analyzer, seed):
+    identity = sample_identity(np.random.default_rng(seed))
+    neutral = _scores(analyzer, identity, {})
+    jaw = _scores(analyzer, identity, {"jawOpen": 1.0})
+    smile = _scores(analyzer, identity, {"mouthSmileLeft": 1.0, "mouthSmileRight": 1.0})
+    blink = _scores(analyzer, identity, {"eyeBlinkLeft": 1.0, "eyeBlinkRight": 1.0})
+    print(f"\nseed {seed} neutral {neutral}\n jaw {jaw}\n smile {smile}\n blink {blink}")
+    assert jaw["jawOpen"] > 0.3 and neutral["jawOpen"] < 0.15
+    smile_sum = smile["mouthSmileLeft"] + smile["mouthSmileRight"]
+    assert smile_sum > neutral["mouthSmileLeft"] + neutral["mouthSmileRight"] + 0.5
+    blink_sum = blink["eyeBlinkLeft"] + blink["eyeBlinkRight"]
+    assert blink_sum > neutral["eyeBlinkLeft"] + neutral["eyeBlinkRight"] + 0.3
+
+
+def test_synth_command(tmp_path):
+    typer = pytest.importorskip("typer")
+    from typer.testing import CliRunner
+
+    from avat3r_cli.cli.synth_cmd import synth
+
+    app = typer.Typer()
+    app.command()(synth)
+    out = tmp_path / "ds"
+    args = ["-o", str(out), "--subjects", "1", "--timesteps", "1", "--cameras", "2", "--resolution", "48", "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["generated"] == 1 and summary["images"] == 2
+    assert read_subject(out / "subject_0000").expressions.shape == (1, EXPRESSION_DIM)
+    bad = CliRunner().invoke(app, ["-o", str(out), "--subjects", "0"])
+    assert bad.exit_code != 0
