@@ -21,12 +21,21 @@ def synth(
     timesteps: Annotated[int, typer.Option(help="Expressions per subject; the first is neutral.")] = 6,
     cameras: Annotated[int, typer.Option(help="Views per timestep; camera 0 is frontal.")] = 12,
     resolution: Annotated[int, typer.Option(help="Square image side in pixels (16..2048).")] = 256,
+    shard: Annotated[
+        str, typer.Option(metavar="I/N", help="Render only subjects with index % N == I (split work over N processes).")
+    ] = "0/1",
     json_output: Annotated[
         bool, typer.Option("--json", help="Also print a JSON summary of what was written on stdout.")
     ] = False,
 ) -> None:
     """Render synthetic multi-view heads (random identities and expressions) in the dataset layout."""
+    from avat3r_cli.core.errors import Avat3rError
     from avat3r_cli.pipeline.synth import synthesize  # imports torch; keep --help fast
+
+    try:
+        index, count = (int(part) for part in shard.split("/"))
+    except ValueError:
+        raise Avat3rError(f"--shard must look like I/N (e.g. 0/2), got {shard!r}") from None
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     with progress_bar(console) as bar:
@@ -38,7 +47,7 @@ def synth(
             bar.update(task[0], completed=done)
 
         result = synthesize(output, subjects, seed=seed, timesteps=timesteps, cameras=cameras,
-                            resolution=resolution, progress=on_progress)
+                            resolution=resolution, progress=on_progress, shard=(index, count))
     skipped = result.subjects - result.generated
     note = f", {skipped} already complete" if skipped else ""
     missed = f"; MediaPipe left {result.unlabelled} timesteps unlabelled" if result.unlabelled else ""

@@ -49,19 +49,22 @@ class SynthResult:
 
 
 def synthesize(output: str | Path, subjects: int, seed: int = 0, timesteps: int = 6, cameras: int = 12,
-               resolution: int = 256, progress: ProgressCallback | None = None) -> SynthResult:
+               resolution: int = 256, progress: ProgressCallback | None = None,
+               shard: tuple[int, int] = (0, 1)) -> SynthResult:
     """Render ``subjects`` synthetic heads into ``output`` (resumable; see ``generate_dataset``)."""
     if subjects < 1 or timesteps < 1 or cameras < 1:
         raise Avat3rError(f"--subjects, --timesteps and --cameras must be >= 1 (got {subjects}, {timesteps}, {cameras})")
     if not 16 <= resolution <= MAX_RESOLUTION:
         raise Avat3rError(f"--resolution must be in 16..{MAX_RESOLUTION}, got {resolution}")
+    if not 0 <= shard[0] < shard[1]:
+        raise Avat3rError(f"--shard I/N needs 0 <= I < N, got {shard[0]}/{shard[1]}")
     if seed < 0:
         raise Avat3rError(f"--seed must be >= 0, got {seed}")
     from avat3r_cli.data.synthetic.generate import generate_dataset
 
     start = time.perf_counter()
     results = generate_dataset(output, subjects, seed=seed, timesteps=timesteps, cameras=cameras,
-                               resolution=resolution, progress=progress)
+                               resolution=resolution, progress=progress, shard=shard)
     made = [r for r in results if r is not None]
     return SynthResult(
         output=Path(output), subjects=subjects, generated=len(made), images=len(made) * timesteps * cameras,

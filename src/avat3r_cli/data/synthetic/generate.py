@@ -196,12 +196,14 @@ def _complete(folder: Path, seed: int, timesteps: int, cameras: int, resolution:
 
 def generate_dataset(out: str | Path, subjects: int, seed: int = 0, timesteps: int = 6, cameras: int = 12,
                      resolution: int = 256, progress: Progress | None = None,
-                     analyzer: FaceAnalyzer | None = None, label: bool = True) -> list[SubjectSummary | None]:
+                     analyzer: FaceAnalyzer | None = None, label: bool = True,
+                     shard: tuple[int, int] = (0, 1)) -> list[SubjectSummary | None]:
     """Write ``subjects`` subjects (subject_0000, ...) and dataset.json under ``out``.
 
     Subject i uses seed ``seed * 100003 + i``. Each subject is rendered into a temporary folder and
     renamed when complete, so an interrupted run leaves no half subject; subjects already complete
-    with the same settings are skipped (their entry in the returned list is None). With ``label``
+    with the same settings are skipped (their entry in the returned list is None). ``shard`` (I, N)
+    renders only subjects with index % N == I, so N processes can share the work. With ``label``
     (default) expression codes come from MediaPipe, opened here unless ``analyzer`` is given.
     """
     out = Path(out)
@@ -218,6 +220,8 @@ def generate_dataset(out: str | Path, subjects: int, seed: int = 0, timesteps: i
         own.open()
     try:
         for i, name in enumerate(names):
+            if i % shard[1] != shard[0]:
+                continue
             sub_seed = seed * SUBJECT_SEED_STRIDE + i
             if _complete(out / name, sub_seed, timesteps, cameras, resolution, analyzer is not None):
                 results.append(None)
