@@ -14,8 +14,8 @@ from avat3r_cli.cli.progress import progress_bar
 
 
 def create(
-    photos: Annotated[list[Path], typer.Argument(metavar="PHOTOS...", help="Photos of one person's head: one works, four from different sides work best.", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", metavar="OUT", help="Avatar folder: avatar.ply, avatar.avat3r.safetensors, turntable.mp4, expressions.mp4, report.json.", show_default=False)],
+    photos: Annotated[list[Path] | None, typer.Argument(metavar="PHOTOS...", help="Photos of one person's head: one works, four from different sides work best. With --per-folder: subject folders.", show_default=False)] = None,
     weights: Annotated[str | None, typer.Option(help="Model: a folder (config.json + model.safetensors), a registered name or a hub repo org/name[@rev]. Default: the bundled avat3r-small.", show_default=False)] = None,
     refine: Annotated[int, typer.Option(help="Test-time fitting steps to the input photos (0 = none); kept when animating.")] = 0,
     no_video: Annotated[bool, typer.Option("--no-video", help="Skip the turntable and expression videos (faster).")] = False,
@@ -26,12 +26,23 @@ def create(
     geometry: Annotated[str | None, typer.Option(help="Position-map backend (template or dust3r). Default: what the model expects.", show_default=False)] = None,
     features: Annotated[str | None, typer.Option(help="Image features (none or sapiens[-...]). Default: what the model expects.", show_default=False)] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute preprocessing instead of reusing cached results.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON line on stdout.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report (batch: one line per subject) as JSON on stdout.")] = False,
+    per_folder: Annotated[bool, typer.Option("--per-folder", help="Each PHOTOS argument is a folder of one subject's photos; OUT/<folder name>/ per subject.")] = False,
+    subjects_from: Annotated[str | None, typer.Option(metavar="FILE", help="Subject folders, one per line ('-': standard input); implies --per-folder.", show_default=False)] = None,
+    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Batch: skip subjects whose OUT/<name>/report.json exists (resume).")] = False,
+    shard: Annotated[str, typer.Option(metavar="I/N", help="Batch: take every N-th subject starting at I (split one list over N machines).")] = "0/1",
 ) -> None:
-    """Make an animatable 3D Gaussian avatar from photos of a head."""
+    """Make an animatable 3D Gaussian avatar from photos of a head (or one per subject folder)."""
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    if per_folder or subjects_from is not None:
+        _create_batch(photos or [], output, subjects_from, skip_existing, shard, as_json, console, dict(
+            weights=weights, refine=refine, video=not no_video, size=size, frames=frames, fps=fps, device=device,
+            geometry=geometry, features=features, use_cache=not no_cache))
+        return
+    if not photos:
+        raise typer.BadParameter("give at least one photo (or --per-folder FOLDERS / --subjects-from FILE)")
     from avat3r_cli.pipeline.create import run_create  # imports torch; keep --help fast
 
-    console = Console(stderr=True, highlight=False, soft_wrap=True)
     with progress_bar(console) as bar:
         tasks: dict[str, int] = {}
 
@@ -60,3 +71,24 @@ def create(
     )
     if as_json:
         typer.echo(json.dumps(report))
+
+
+def _create_batch(folders, output, subjects_from, skip_existing, shard, as_json, console, options) -> None:
+    """Batch mode: one JSON line per subject with --json; exit 1 when any subject failed."""
+    from avat3r_cli.pipeline.batch import Shard, read_subject_list, run_batch
+
+    folders = list(folders) + (read_subject_list(subjects_from) if subjects_from is not None else [])
+    if not folders:
+        raise typer.BadParameter("no subject folders given")
+
+    def on_result(result: dict) -> None:
+        if as_json:
+            typer.echo(json.dumps(result))
+        line = {"ok": "done", "skipped": "skipped (exists)", "failed": f"failed: {result.get('error')}"}[result["status"]]
+        console.print(f"{result['name']}: {line}", markup=False)
+
+    results = run_batch(folders, output, Shard.parse(shard), skip_existing, on_result=on_result, **options)
+    failed = sum(r["status"] == "failed" for r in results)
+    console.print(f"{len(results) - failed} of {len(results)} subject(s) done, {failed} failed", markup=False)
+    if failed:
+        raise typer.Exit(1)
