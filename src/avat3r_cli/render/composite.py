@@ -183,10 +183,12 @@ def _backward_chunk(params, basis, tiles, lists: TileLists, segments, totals, gr
             weight, valid, raw, one_minus, t_after = _composite_step(coeffs, basis, t * alive)
             c_dot = entries[..., _NUM_COEFFS:] @ g_feat.transpose(1, 2)  # [L, 16g, 16p]: c_g . dL/dC_p
             w_dot = weight * c_dot
-            suffix = torch.cumsum(w_dot, dim=1).add_(prefix[:, None, :]).neg_().add_(tot_dot[:, None, :])
-            # dL/dalpha_g = T_g c_g.dC - (sum_{j>g} w_j c_j.dC + T_final dL/dT_final) / (1 - alpha_g)
-            d_alpha = (c_dot * t_after - suffix - g_t_final[:, None, :]).div_(one_minus)
-            d_q = d_alpha.mul_(raw).mul_(valid & (raw <= MAX_ALPHA) & (raw > ALPHA_THRESHOLD))
+            # dL/dalpha_g = T_g c_g.dC - (sum_{j>g} w_j c_j.dC + T_final dL/dT_final) / (1 - alpha_g), with
+            # T_g = T_after_g / (1 - alpha_g) and the suffix sum = total - prefix - running sum to g:
+            # numerator = T_after c.dC + running + (prefix - total - T_final dL/dT_final), one pass each.
+            d_alpha = torch.cumsum(w_dot, dim=1).addcmul_(c_dot, t_after)
+            d_alpha.add_((prefix - tot_dot - g_t_final)[:, None, :]).div_(one_minus)
+            d_q = d_alpha.mul_(raw).mul_((weight > 0) & (raw <= MAX_ALPHA))
             d_entries = torch.cat([_coefficient_grads(d_q @ basis.T, terms), weight @ g_feat], dim=-1)
             grad_params.index_add_(0, gauss.reshape(-1), d_entries.reshape(-1, d_entries.shape[-1]))
             t.sub_(weight.sum(dim=1))
