@@ -10,3 +10,14 @@ from pathlib import Path
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("GLOG_minloglevel", "2")
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+import pytest  # noqa: E402
+
+from hub_cache import offline_hub_cache  # noqa: E402
+
+
+@pytest.fixture()
+def hub_cache(tmp_path, monkeypatch):
+    """An empty offline hub cache under tmp_path (see tests/hub_cache.py)."""
+    return offline_hub_cache(tmp_path, monkeypatch)

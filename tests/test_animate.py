@@ -15,8 +15,7 @@ from PIL import Image
 from skimage import data as skimage_data
 from typer.testing import CliRunner
 
-from avat3r_cli.cli import animate_cmd, create_cmd
-from avat3r_cli.cli.app import Avat3rGroup
+from avat3r_cli.cli.app import app
 from avat3r_cli.core.errors import InputFileError
 from avat3r_cli.core.expressions import EXPRESSION_INDEX
 from avat3r_cli.io.ply import read_ply
@@ -30,20 +29,7 @@ from avat3r_cli.pipeline.expression_files import read_expressions, read_poses, s
 runner = CliRunner()
 
 
-def make_app() -> typer.Typer:
-    """The commands registered as cli/app.py does, behind the same error boundary."""
-    app = typer.Typer(cls=Avat3rGroup, add_completion=False, pretty_exceptions_enable=False)
-
-    @app.callback()
-    def _root() -> None:
-        """Test root."""
-
-    app.command("create")(create_cmd.create)
-    app.command("animate")(animate_cmd.animate)
-    return app
-
-
-APP = make_app()
+APP = app  # the real command tree, with its one error boundary
 
 
 def invoke(*args: object):

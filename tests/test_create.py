@@ -13,8 +13,7 @@ from PIL import Image
 from skimage import data as skimage_data
 from typer.testing import CliRunner
 
-from avat3r_cli.cli import animate_cmd, create_cmd
-from avat3r_cli.cli.app import Avat3rGroup
+from avat3r_cli.cli.app import app
 from avat3r_cli.io.ply import read_ply
 from avat3r_cli.io.video import read_video_frames
 from avat3r_cli.io.weights import save_model, sha256_file
@@ -28,20 +27,7 @@ from avat3r_cli.pipeline.expression_tour import TOUR, tour_frames
 runner = CliRunner()
 
 
-def make_app() -> typer.Typer:
-    """The commands registered as cli/app.py does, behind the same error boundary."""
-    app = typer.Typer(cls=Avat3rGroup, add_completion=False, pretty_exceptions_enable=False)
-
-    @app.callback()
-    def _root() -> None:
-        """Test root."""
-
-    app.command("create")(create_cmd.create)
-    app.command("animate")(animate_cmd.animate)
-    return app
-
-
-APP = make_app()
+APP = app  # the real command tree, with its one error boundary
 
 
 def invoke(*args: str):

@@ -7,7 +7,6 @@ the full configuration is built on the meta device and compared with the key lis
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -27,7 +26,7 @@ from avat3r_cli.preprocess.dust3r.inference import PairwiseResult, make_pairs, p
 from avat3r_cli.preprocess.dust3r.load import download_dust3r, load_dust3r, shared_free_state_dict
 from avat3r_cli.preprocess.dust3r.model import Dust3r
 
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
+from hub_cache import add_hub_repo
 REPO = "naver/DUSt3R_ViTLarge_BaseDecoder_512_dpt"
 # The official config.json as PyTorchModelHubMixin writes it (json: Infinity).
 OFFICIAL_CONFIG = {
@@ -208,36 +207,6 @@ def test_load_accepts_either_alias_and_reports_bad_keys(tiny: Dust3r, tmp_path: 
     (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(InputFileError, match="corrupt or truncated"):
         load_dust3r(str(folder))
-
-
-@pytest.fixture()
-def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty offline hub cache under tmp_path (env and the already-imported constants)."""
-    import huggingface_hub.constants as constants
-
-    home = tmp_path / "hf"
-    cache = home / "hub"
-    cache.mkdir(parents=True)
-    monkeypatch.setenv("HF_HOME", str(home))
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    return cache
-
-
-def add_hub_repo(cache: Path, repo_id: str, folder: Path) -> None:
-    """Lay ``folder``'s files out as the hub cache does: blobs by hash, snapshot symlinks, refs/main."""
-    root = cache / ("models--" + repo_id.replace("/", "--"))
-    (root / "blobs").mkdir(parents=True)
-    (root / "refs").mkdir()
-    (root / "refs" / "main").write_text(COMMIT)
-    snapshot = root / "snapshots" / COMMIT
-    snapshot.mkdir(parents=True)
-    for path in folder.iterdir():
-        data = path.read_bytes()
-        blob = hashlib.sha256(data).hexdigest()
-        (root / "blobs" / blob).write_bytes(data)
-        (snapshot / path.name).symlink_to(Path("..") / ".." / "blobs" / blob)
 
 
 def test_load_from_offline_hub_cache(tiny: Dust3r, tmp_path: Path, hub_cache: Path) -> None:

@@ -7,7 +7,6 @@ tmp_path with HF_HUB_OFFLINE set, so no test touches the network.
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -31,7 +30,7 @@ from avat3r_cli.preprocess.sapiens import (
     preprocess_for_sapiens,
 )
 
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
+from hub_cache import add_hub_files
 REPO_2B, FILE_2B, DIM_2B = SAPIENS_VARIANTS["sapiens-2b"]
 # Building the stand-ins uses torch.jit.script/save, which torch now marks deprecated.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*deprecated:DeprecationWarning")
@@ -57,37 +56,6 @@ def stand_in(path: Path, channels: int = DIM_2B) -> Path:
     return path
 
 
-@pytest.fixture()
-def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty offline hub cache under tmp_path (env and the already-imported constants)."""
-    import huggingface_hub.constants as constants
-
-    home = tmp_path / "hf"
-    cache = home / "hub"
-    cache.mkdir(parents=True)
-    monkeypatch.setenv("HF_HOME", str(home))
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    return cache
-
-
-def add_hub_file(cache: Path, repo_id: str, source: Path, filename: str) -> Path:
-    """Lay one file out as the hub cache does: blob by hash, snapshot symlink, refs/main."""
-    root = cache / ("models--" + repo_id.replace("/", "--"))
-    (root / "blobs").mkdir(parents=True)
-    (root / "refs").mkdir()
-    (root / "refs" / "main").write_text(COMMIT)
-    snapshot = root / "snapshots" / COMMIT
-    snapshot.mkdir(parents=True)
-    data = source.read_bytes()
-    blob = hashlib.sha256(data).hexdigest()
-    (root / "blobs" / blob).write_bytes(data)
-    (snapshot / filename).symlink_to(Path("..") / ".." / "blobs" / blob)
-    return snapshot / filename
-
-
 def crops(v: int = 2, r: int = 96) -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, size=(v, r, r, 3), dtype=np.uint8)
 
@@ -104,7 +72,7 @@ def test_variants_table_matches_the_reference() -> None:
 
 def test_load_from_hub_cache_and_extract(hub_cache: Path, tmp_path: Path) -> None:
     source = stand_in(tmp_path / "src" / FILE_2B)
-    cached = add_hub_file(hub_cache, REPO_2B, source, FILE_2B)
+    cached = add_hub_files(hub_cache, REPO_2B, {FILE_2B: source}) / FILE_2B
     model = load_sapiens("sapiens-2b")
     assert model.variant == "sapiens-2b" and model.embed_dim == DIM_2B
     assert model.path.resolve() == cached.resolve()
@@ -177,7 +145,7 @@ def test_not_downloaded_offline_is_one_actionable_line(hub_cache: Path) -> None:
 
 def test_download_finds_a_cached_file_offline(hub_cache: Path, tmp_path: Path) -> None:
     repo, filename, dim = SAPIENS_VARIANTS["sapiens-0.3b"]
-    cached = add_hub_file(hub_cache, repo, stand_in(tmp_path / "src" / filename, dim), filename)
+    cached = add_hub_files(hub_cache, repo, {filename: stand_in(tmp_path / "src" / filename, dim)}) / filename
     assert sapiens.download_sapiens("0.3b").resolve() == cached.resolve()
 
 
@@ -192,7 +160,7 @@ def test_corrupt_file_names_the_file(tmp_path: Path, hub_cache: Path) -> None:
     garbage = tmp_path / "src" / FILE_2B
     garbage.parent.mkdir(parents=True, exist_ok=True)
     garbage.write_bytes(b"not a zip archive at all")
-    add_hub_file(hub_cache, REPO_2B, garbage, FILE_2B)
+    add_hub_files(hub_cache, REPO_2B, {FILE_2B: garbage})
     with pytest.raises(InputFileError, match=FILE_2B):
         load_sapiens("sapiens-2b")
 

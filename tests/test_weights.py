@@ -6,7 +6,6 @@ no test touches the network.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from avat3r_cli.io.weights import load_model, parse_hub_spec, save_model, sha256
 from avat3r_cli.model.avat3r import Avat3r
 from avat3r_cli.model.config import get_preset
 
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
+from hub_cache import COMMIT, add_hub_repo
 
 
 def load(spec: str):
@@ -40,37 +39,6 @@ def model() -> Avat3r:
 @pytest.fixture()
 def saved(tmp_path: Path, model: Avat3r) -> Path:
     return save_model(model, tmp_path / "my-model")
-
-
-@pytest.fixture()
-def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty offline hub cache under tmp_path (env and the already-imported constants)."""
-    import huggingface_hub.constants as constants
-
-    home = tmp_path / "hf"
-    cache = home / "hub"
-    cache.mkdir(parents=True)
-    monkeypatch.setenv("HF_HOME", str(home))
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    return cache
-
-
-def add_hub_repo(cache: Path, repo_id: str, folder: Path, commit: str = COMMIT) -> None:
-    """Lay ``folder``'s files out as the hub cache does: blobs by hash, snapshot symlinks, refs/main."""
-    root = cache / ("models--" + repo_id.replace("/", "--"))
-    (root / "blobs").mkdir(parents=True)
-    (root / "refs").mkdir()
-    (root / "refs" / "main").write_text(commit)
-    snapshot = root / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    for path in folder.iterdir():
-        data = path.read_bytes()
-        blob = hashlib.sha256(data).hexdigest()
-        (root / "blobs" / blob).write_bytes(data)
-        (snapshot / path.name).symlink_to(Path("..") / ".." / "blobs" / blob)
 
 
 def entry_for(folder: Path, name: str = "tiny-test", repo: str = "org/name", **changes: object) -> WeightsEntry:
