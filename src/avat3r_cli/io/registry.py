@@ -70,7 +70,21 @@ class WeightsEntry:
 
 
 # Add entries only with real files and their real sha256 (see the module docstring).
-REGISTRY: tuple[WeightsEntry, ...] = ()
+REGISTRY: tuple[WeightsEntry, ...] = (
+    WeightsEntry(
+        name="avat3r-small",
+        preset="small",
+        licence="Apache-2.0",
+        geometry_backend="template",
+        feature_backend="none",
+        description="the default: trained by this project on CPU on synthetic heads (card: weights/avat3r-small/README.md)",
+        path="weights/avat3r-small",
+        files=(
+            ("config.json", "a3df9a88fc437c26bb8d36295313cfbef93d16124669a1dd3faed784d289fa2e"),
+            ("model.safetensors", "fe8fdbcdb0b57b0c5aee85daeb92d0d9671ef8e2cafc9be89c0f222fb7b7d97d"),
+        ),
+    ),
+)
 
 
 def entries() -> tuple[WeightsEntry, ...]:

@@ -31,7 +31,7 @@ from avat3r_cli.io.ply import write_ply
 from avat3r_cli.io.video import write_video
 from avat3r_cli.pipeline.avatar import AVATAR_PLY, Avatar, resolve_weights_spec
 from avat3r_cli.pipeline.bundle import AvatarBundle, BundleMetadata, bundle_path_for, save_bundle
-from avat3r_cli.pipeline.expression_tour import frames_per_expression, tour_frames
+from avat3r_cli.pipeline.expression_tour import TOUR_FPS, frames_per_expression, tour_frames
 from avat3r_cli.pipeline.turntable import render_turntable, validate_turntable_args
 
 REPORT_NAME = "report.json"
@@ -244,13 +244,14 @@ def _write_videos(
     timings["turntable"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    codes, labels = tour_frames(frames_per_expression(fps))
+    tour_fps = min(fps, TOUR_FPS)
+    codes, labels = tour_frames(frames_per_expression(tour_fps))
     cams = view_cameras(avatar.neutral(), len(codes), size, "front")
     tour = write_video(
         staging / EXPRESSIONS_NAME,
         render_frames(avatar, codes, cams, parse_background(BACKGROUND), labels=labels,
                       progress=lambda done, total: stage("Expressions", done, total)),
-        fps=fps,
+        fps=tour_fps,
     )
     timings["expressions"] = time.perf_counter() - t
     return {
