@@ -29,9 +29,10 @@ if not (DEFAULT_WEIGHTS_FOLDER / "model.safetensors").is_file():
 
 runner = CliRunner()
 # Input-view fidelity of the feed-forward avatar on the example photos, inside each photo's
-# foreground (the pixels that get Gaussians). A grey guess scores about 11 dB there and the
-# trained model about MEASURED dB; the bar sits well above the former and below the latter.
-MIN_INPUT_VIEW_PSNR = 20.0
+# foreground (the pixels that get Gaussians). A flat grey guess scores 11.5-13.7 dB there and
+# the image's own mean colour 12.3-14.3 dB; the bundled model measured 18.2-21.9 dB. The bar
+# sits clearly above what no model at all achieves and below what the bundled model does.
+MIN_INPUT_VIEW_PSNR = 16.0
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> float:

@@ -81,7 +81,7 @@ REGISTRY: tuple[WeightsEntry, ...] = (
         path="weights/avat3r-small",
         files=(
             ("config.json", "a3df9a88fc437c26bb8d36295313cfbef93d16124669a1dd3faed784d289fa2e"),
-            ("model.safetensors", "fe8fdbcdb0b57b0c5aee85daeb92d0d9671ef8e2cafc9be89c0f222fb7b7d97d"),
+            ("model.safetensors", "a8ddfb061955ae80c6e2854902daa0dc9388d3e8ff361f9fbcd3ff7b3c30c451"),
         ),
     ),
 )
