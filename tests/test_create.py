@@ -139,6 +139,10 @@ def test_refine_reports_psnr_and_keeps_residuals(weights: Path, photos: Path, tm
 
 
 def test_default_weights_missing_is_one_line(photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from avat3r_cli.io import registry
+
+    # A checkout without the bundled model: not registered and no folder.
+    monkeypatch.setattr(registry, "REGISTRY", ())
     monkeypatch.setattr(avatar_module, "DEFAULT_WEIGHTS_FOLDER", tmp_path / "nowhere" / "avat3r-small")
     result = invoke("create", photos / "astronaut.png", "-o", tmp_path / "out", "--no-video")
     assert_one_line_error(result, "avat3r-small", "--weights")
