@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from avat3r_cli.cli.progress import progress_bar
+from avat3r_cli.cli.progress import counter, progress_bar
 
 
 def animate(
@@ -33,13 +33,7 @@ def animate(
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     with progress_bar(console) as bar:
-        task: list[int] = []
-
-        def on_progress(done: int, total: int) -> None:
-            if not task:
-                task.append(bar.add_task("Animating", total=total))
-            bar.update(task[0], completed=done)
-
+        on_progress = counter(bar, "Animating")
         result = run_animate(
             avatar, expr, output, ply_dir=ply_dir, fps=fps, camera=camera, size=size, pose=pose,
             weights=weights, device=device, background=background, progress=on_progress,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 if TYPE_CHECKING:
-    from rich.progress import Progress
+    from rich.progress import Progress, TaskID
 
 
 def progress_bar(console: Console) -> Progress:
@@ -35,3 +36,19 @@ def progress_bar(console: Console) -> Progress:
         transient=True,
         disable=not console.is_terminal,
     )
+
+
+def counter(bar: Progress, description: str) -> Callable[[int, int | None], None]:
+    """A ``progress(done, total)`` callback for ``bar`` that adds its task on the first call.
+
+    Created lazily, so the seconds spent loading files or models before the first step show no
+    empty bar.
+    """
+    task: list[TaskID] = []
+
+    def update(done: int, total: int | None) -> None:
+        if not task:
+            task.append(bar.add_task(description, total=total))
+        bar.update(task[0], completed=done, total=total)
+
+    return update

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from avat3r_cli.cli.progress import progress_bar
+from avat3r_cli.cli.progress import counter, progress_bar
 
 def render(
     avatar: Annotated[
@@ -42,14 +42,7 @@ def render(
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     with progress_bar(console) as bar:
-        task: list[int] = []
-
-        def on_progress(done: int, total: int) -> None:
-            # The task is created on the first call, so loading the file shows no empty bar.
-            if not task:
-                task.append(bar.add_task("Rendering", total=total))
-            bar.update(task[0], completed=done)
-
+        on_progress = counter(bar, "Rendering")
         result = render_turntable(
             avatar, output, frames=frames, size=size, fps=fps, background=background,
             device=device, fov_deg=fov, elevation_deg=elevation, progress=on_progress,

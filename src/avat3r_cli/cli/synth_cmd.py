@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from avat3r_cli.cli.progress import progress_bar
+from avat3r_cli.cli.progress import counter, progress_bar
 
 
 def synth(
@@ -39,13 +39,7 @@ def synth(
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     with progress_bar(console) as bar:
-        task: list[int] = []
-
-        def on_progress(done: int, total: int) -> None:
-            if not task:
-                task.append(bar.add_task("Rendering", total=total))
-            bar.update(task[0], completed=done)
-
+        on_progress = counter(bar, "Rendering")
         result = synthesize(output, subjects, seed=seed, timesteps=timesteps, cameras=cameras,
                             resolution=resolution, progress=on_progress, shard=(index, count))
     skipped = result.subjects - result.generated
