@@ -14,7 +14,7 @@ from PIL import Image
 from skimage import data as skimage_data
 from typer.testing import CliRunner
 
-from avat3r_cli.cli.app import app
+from cli_fixtures import invoke, shared_cache, weights  # noqa: F401
 from avat3r_cli.core.errors import InputFileError
 from avat3r_cli.core.expressions import EXPRESSION_INDEX
 from avat3r_cli.io.ply import read_ply
@@ -26,27 +26,6 @@ from avat3r_cli.pipeline.create import run_create
 from avat3r_cli.pipeline.expression_files import read_expressions, read_poses, save_expressions, save_poses
 
 runner = CliRunner()
-
-
-APP = app  # the real command tree, with its one error boundary
-
-
-def invoke(*args: object):
-    return runner.invoke(APP, [str(a) for a in args], env={"AVAT3R_DEBUG": None})
-
-
-@pytest.fixture(scope="module", autouse=True)
-def shared_cache(tmp_path_factory):
-    """One preprocessing cache for the session: each photo is analysed once, not per test."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AVAT3R_CACHE", str(tmp_path_factory.getbasetemp() / "avat3r-cache"))
-        yield
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    return save_model(Avat3r(get_preset("tiny")), tmp_path_factory.mktemp("w") / "m")
 
 
 @pytest.fixture(scope="module")

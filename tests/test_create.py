@@ -12,39 +12,16 @@ from PIL import Image
 from skimage import data as skimage_data
 from typer.testing import CliRunner
 
-from avat3r_cli.cli.app import app
+from cli_fixtures import invoke, shared_cache, weights  # noqa: F401
 from avat3r_cli.io.ply import read_ply
 from avat3r_cli.io.video import read_video_frames
-from avat3r_cli.io.weights import save_model, sha256_file
-from avat3r_cli.model.avat3r import Avat3r
-from avat3r_cli.model.config import get_preset
+from avat3r_cli.io.weights import sha256_file
 from avat3r_cli.pipeline import avatar as avatar_module
 from avat3r_cli.pipeline.avatar import Avatar
 from avat3r_cli.pipeline.bundle import load_bundle
 from avat3r_cli.pipeline.expression_tour import TOUR, tour_frames
 
 runner = CliRunner()
-
-
-APP = app  # the real command tree, with its one error boundary
-
-
-def invoke(*args: str):
-    return runner.invoke(APP, [str(a) for a in args], env={"AVAT3R_DEBUG": None})
-
-
-@pytest.fixture(scope="module", autouse=True)
-def shared_cache(tmp_path_factory):
-    """One preprocessing cache for the session: each photo is analysed once, not per test."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AVAT3R_CACHE", str(tmp_path_factory.getbasetemp() / "avat3r-cache"))
-        yield
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    return save_model(Avat3r(get_preset("tiny")), tmp_path_factory.mktemp("w") / "m")
 
 
 @pytest.fixture(scope="module")

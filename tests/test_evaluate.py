@@ -12,6 +12,7 @@ import torch
 import typer
 from typer.testing import CliRunner
 
+from cli_fixtures import one_thread  # noqa: F401
 from avat3r_cli.cli.evaluate_cmd import evaluate as evaluate_command
 from avat3r_cli.data.prepared import PreparedSubject, prepared_name
 from avat3r_cli.data.sampler import SampleSpec
@@ -21,14 +22,6 @@ from avat3r_cli.io.weights import save_model
 from avat3r_cli.model.avat3r import Avat3r
 from avat3r_cli.model.config import get_preset
 from test_train import R, make_tiny_dataset
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

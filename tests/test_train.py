@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from cli_fixtures import one_thread  # noqa: F401
 from avat3r_cli.core.camera import orbit_cameras
 from avat3r_cli.core.expressions import EXPRESSION_INDEX
 from avat3r_cli.core.gaussians import Gaussians, rgb_to_sh_dc
@@ -100,15 +101,6 @@ def make_tiny_dataset(root: Path, num_subjects: int = 3, r: int = R) -> Path:
     for i in range(num_subjects):
         make_subject(root / f"subj_{i}", seed=i, r=r)
     return root
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Two shared cores: one thread avoids oversubscription stalls and keeps float sums identical.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

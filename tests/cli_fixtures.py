@@ -1,0 +1,45 @@
+"""Fixtures and helpers shared by the command tests (import the fixtures a module needs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from avat3r_cli.cli.app import app
+from avat3r_cli.io.weights import save_model
+from avat3r_cli.model.avat3r import Avat3r
+from avat3r_cli.model.config import get_preset
+
+runner = CliRunner()
+
+
+def invoke(*args: object):
+    """Run ``avat3r ARGS...`` through the real command tree and its one error boundary."""
+    return runner.invoke(app, [str(a) for a in args], env={"AVAT3R_DEBUG": None})
+
+
+@pytest.fixture(scope="module", autouse=True)
+def shared_cache(tmp_path_factory):
+    """One preprocessing cache for the session: each photo is analysed once, not per test."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AVAT3R_CACHE", str(tmp_path_factory.getbasetemp() / "avat3r-cache"))
+        yield
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    """A tiny model with seeded random weights, saved as a model folder."""
+    torch.manual_seed(0)
+    return save_model(Avat3r(get_preset("tiny")), tmp_path_factory.mktemp("w") / "m")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Two shared cores: one thread avoids oversubscription stalls and keeps float sums identical."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
