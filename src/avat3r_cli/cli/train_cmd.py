@@ -43,6 +43,17 @@ def train(
     consistent_inputs: Annotated[
         bool, typer.Option("--consistent-inputs", help="All input views at one timestep (ablation).")
     ] = False,
+    init: Annotated[
+        str | None,
+        typer.Option(
+            "--init", metavar="WEIGHTS",
+            help="Start from these weights (folder, registry name or org/name) instead of --preset's random ones.",
+        ),
+    ] = None,
+    changed_weight: Annotated[
+        float,
+        typer.Option(min=0.0, help="Extra L1 weight on the pixels the target's expression changes (0: off)."),
+    ] = 0.0,
     stop_after: Annotated[
         int | None, typer.Option(min=1, help="Stop after this step (resume later); the schedule still spans --steps.")
     ] = None,
@@ -59,14 +70,14 @@ def train(
         data_dir=data, output_dir=output, preset=preset, steps=steps, lr=lr, warmup=warmup, num_inputs=inputs,
         num_targets=targets, seed=seed, checkpoint_every=checkpoint_every, validate_every=validate_every,
         device=device, resume=resume, geometry=geometry, consistent_inputs=consistent_inputs,
-        num_subjects_val=val_subjects, stop_after=stop_after,
+        num_subjects_val=val_subjects, stop_after=stop_after, changed_weight=changed_weight, init_from=init,
     )
     if not resume:
         from avat3r_cli.model.config import get_preset
         from avat3r_cli.pipeline.dataset import ensure_prepared
 
         try:
-            resolution = get_preset(preset).image_size
+            resolution = _init_resolution(init) if init else get_preset(preset).image_size
         except ValueError as error:
             from avat3r_cli.core.errors import Avat3rError
 
@@ -94,6 +105,15 @@ def train(
     )
     if json_output and main_rank:
         typer.echo(json.dumps(result.to_dict()))
+
+
+def _init_resolution(spec: str) -> int:
+    """The crop size the ``--init`` weights were built for (from their config.json)."""
+    from avat3r_cli.io.weights import read_config, resolve
+    from avat3r_cli.model.config import ModelConfig
+
+    folder, _, _ = resolve(spec)
+    return ModelConfig.from_dict(read_config(folder)).image_size
 
 
 def _progress_bar(console: Console):

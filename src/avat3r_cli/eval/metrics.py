@@ -16,12 +16,9 @@ from pathlib import Path
 
 import torch
 
+from avat3r_cli.train.emphasis import CHANGED_THRESHOLD, changed_pixel_mask  # noqa: F401 (part of this API)
 from avat3r_cli.train.losses import ssim as _ssim
 
-# Per-pixel max-over-channels absolute difference above which a pixel counts as "changed by the
-# expression": 0.05 is ~13 grey levels, above 8-bit noise and blending seams, below the contrast
-# of a mouth opening or an eyelid.
-CHANGED_THRESHOLD = 0.05
 _MAX_PSNR = 100.0  # identical images: report a finite ceiling rather than inf
 _ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 
@@ -55,25 +52,6 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = N
 def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``[N]`` SSIM per image (``train.losses.ssim``: Gaussian window 11, sigma 1.5); pred clamped."""
     return _ssim(_batch(pred).float().clamp(0, 1), _batch(target).float(), reduction="none")
-
-
-def changed_pixel_mask(
-    target: torch.Tensor, same_view_at_input_expression: torch.Tensor, threshold: float = CHANGED_THRESHOLD
-) -> torch.Tensor:
-    """Pixels the expression changes: where the target differs from the same camera's view at the
-    input expression by more than ``threshold`` in some channel.
-
-    Args:
-        target: ``[N, 3, H, W]`` the target view at the target expression.
-        same_view_at_input_expression: ``[N, 3, H, W]`` the same camera at the inputs' timestep,
-            composited over the same background.
-        threshold: on the per-pixel max over channels of the absolute difference (0..1 scale).
-
-    Returns:
-        ``[N, 1, H, W]`` float mask (1 = changed).
-    """
-    diff = (_batch(target).float() - _batch(same_view_at_input_expression).float()).abs().amax(dim=1, keepdim=True)
-    return (diff > threshold).float()
 
 
 def _alexnet_weights() -> Path | None:

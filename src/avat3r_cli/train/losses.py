@@ -106,6 +106,7 @@ def photometric_loss(
     target: torch.Tensor,
     perceptual: Perceptual | None = None,
     perceptual_weight: float = 0.01,
+    pixel_weights: torch.Tensor | None = None,
 ) -> LossParts:
     """0.8·L1 + 0.2·(1 − SSIM) [+ perceptual_weight·perceptual(pred, target)].
 
@@ -115,14 +116,18 @@ def photometric_loss(
         perceptual: optional callable ``(pred, target) -> scalar`` (e.g. LPIPS on images in
             0..1); the hook for the paper's late LPIPS term.
         perceptual_weight: its weight (paper: 0.01).
+        pixel_weights: optional ``[N, 1, H, W]`` weights of the L1 term (e.g. emphasis on the
+            pixels the expression changes); the logged ``l1`` stays the plain mean.
 
     Returns:
         ``LossParts``.
     """
     pred, target = pred.float(), target.float()
-    l1 = (pred - target).abs().mean()
+    error = (pred - target).abs()
+    l1 = error.mean()
+    weighted_l1 = l1 if pixel_weights is None else (error * pixel_weights.to(error)).mean()
     s = ssim(pred, target)
-    total = L1_WEIGHT * l1 + SSIM_WEIGHT * (1.0 - s)
+    total = L1_WEIGHT * weighted_l1 + SSIM_WEIGHT * (1.0 - s)
     p_term = None
     if perceptual is not None:
         p_term = perceptual(pred, target).mean()

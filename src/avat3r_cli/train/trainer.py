@@ -40,15 +40,14 @@ from avat3r_cli.core.runtime import resolve_device, seed_everything
 from avat3r_cli.data.prepared import PreparedSubject, prepared_name
 from avat3r_cli.data.sampler import sample_views
 from avat3r_cli.io.atomic import atomic_output
-from avat3r_cli.io.weights import save_model
+from avat3r_cli.io.weights import load_model, save_model
 from avat3r_cli.model.avat3r import Avat3r
 from avat3r_cli.model.config import get_preset
 from avat3r_cli.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from avat3r_cli.train.emphasis import changed_pixel_weights
 from avat3r_cli.train.losses import photometric_loss
 from avat3r_cli.train.step import render_sample, unwrap
-
-# A fixed stream for the validation sample, far from any (seed, rank, step) training stream.
-_VAL_STREAM = 2**31 - 1
+from avat3r_cli.train.validation import validate
 
 Progress = Callable[[int, int, dict[str, Any]], None]
 
@@ -60,7 +59,10 @@ class TrainConfig:
     ``steps`` is the total the schedule is built for; ``stop_after`` ends this call earlier (for
     time-boxed sessions: resume later with the same ``steps``). With ``resume`` the model config
     and the subject split come from RUN (``preset`` and ``num_subjects_val`` are not used); a
-    different ``steps`` reshapes the rest of the schedule.
+    different ``steps`` reshapes the rest of the schedule. ``init_from`` (weights: a folder,
+    registry name or hub id) starts a new run from those weights and their config instead of
+    ``preset``'s random initialisation (fine-tuning); ``changed_weight`` is the expression
+    emphasis of ``train/emphasis.py``.
     """
 
     data_dir: Path
@@ -84,6 +86,8 @@ class TrainConfig:
     bf16: bool = True  # autocast, on CUDA only
     num_subjects_val: int = 2
     stop_after: int | None = None
+    changed_weight: float = 0.0
+    init_from: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -167,12 +171,12 @@ class SubjectPool:
         return self._open[subject]
 
     def draw(self, rng: np.random.Generator, subjects: list[str], cfg: TrainConfig):
-        """A random subject's random sample, and the subject's name."""
+        """A random subject's random sample, the subject's name, and the sample's ``SampleSpec``."""
         name = subjects[int(rng.integers(len(subjects)))]
         subject = self.get(name)
         spec = sample_views(rng, subject.num_timesteps, subject.camera_centers(), cfg.num_inputs, cfg.num_targets,
                             consistent_inputs=cfg.consistent_inputs)
-        return subject.sample(spec), name
+        return subject.sample(spec), name, spec
 
 
 # -- distributed -----------------------------------------------------------------------------
@@ -210,41 +214,6 @@ def _setup(cfg: TrainConfig) -> tuple[_Dist, torch.device]:
     return _Dist(torch.distributed.get_rank(), torch.distributed.get_world_size()), device
 
 
-# -- validation ------------------------------------------------------------------------------
-
-
-def _to_uint8(images: torch.Tensor) -> np.ndarray:
-    """``[N, 3, R, R]`` -> ``uint8 [R, N*R, 3]`` side by side."""
-    row = torch.cat(list(images.detach().float().clamp(0, 1).cpu()), dim=2)
-    return (row.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
-
-
-@torch.no_grad()
-def validate(model: torch.nn.Module, pool: SubjectPool, subject: str, cfg: TrainConfig, device: torch.device,
-             png: Path | None) -> dict[str, float]:
-    """Loss and PSNR on one fixed held-out sample; writes ``inputs | target | prediction`` to ``png``."""
-    from PIL import Image
-
-    net = unwrap(model)
-    was_training = net.training
-    net.eval()
-    rng = np.random.default_rng([cfg.seed, _VAL_STREAM])
-    prepared = pool.get(subject)
-    spec = sample_views(rng, prepared.num_timesteps, prepared.camera_centers(), cfg.num_inputs, cfg.num_targets,
-                        consistent_inputs=cfg.consistent_inputs)
-    sample = prepared.sample(spec)
-    out = render_sample(net, sample, torch.ones(3), device, autocast=cfg.bf16)
-    net.train(was_training)
-    parts = photometric_loss(out.pred, out.target)
-    mse = float(((out.pred.clamp(0, 1) - out.target) ** 2).mean())
-    if png is not None:
-        strip = torch.cat([sample.inputs.images[0].to(out.pred), out.target[:1], out.pred[:1]])
-        png.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_output(png) as tmp:
-            Image.fromarray(_to_uint8(strip)).save(tmp, format="PNG")
-    return {"val_loss": float(parts.total), "val_psnr": -10.0 * math.log10(max(mse, 1e-10))}
-
-
 # -- the loop --------------------------------------------------------------------------------
 
 
@@ -261,14 +230,16 @@ def _prepare_run(cfg: TrainConfig, dist: _Dist, device: torch.device):
     else:
         if ckpt.exists() or (run / "log.jsonl").exists():
             raise Avat3rError(f"{run}: already holds a training run; pass --resume to continue it or pick another folder")
-        preset = get_preset(cfg.preset)
-        if preset.feature_dim:
-            raise Avat3rError(f"preset {cfg.preset!r} needs {preset.feature_backend} image features; "
-                              "prepared datasets hold none yet (use tiny, small or base)")
         seed_everything(cfg.seed)  # identical initial weights on every rank (DDP also broadcasts)
-        model = Avat3r(preset.replace(geometry_backend=cfg.geometry)).to(device)
+        if cfg.init_from:
+            model = _initial_weights(cfg, device)
+        else:
+            model = Avat3r(get_preset(cfg.preset).replace(geometry_backend=cfg.geometry)).to(device)
+        if model.config.feature_dim:
+            raise Avat3rError(f"the model needs {model.config.feature_backend} image features; "
+                              "prepared datasets hold none yet (use tiny, small or base)")
         opt_state, start, tensors = None, 0, {}
-        subjects = find_subjects(cfg.data_dir, preset.image_size, cfg.geometry)
+        subjects = find_subjects(cfg.data_dir, model.config.image_size, cfg.geometry)
         train_subjects, val_subjects = split_subjects(subjects, cfg.num_subjects_val)
     dist.barrier()  # every rank has checked the folder before rank 0 writes into it
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
@@ -286,6 +257,15 @@ def _prepare_run(cfg: TrainConfig, dist: _Dist, device: torch.device):
                 tmp.write_text(json.dumps(doc, indent=2) + "\n")
         _truncate_log(run / "log.jsonl", start)
     return model, optimizer, start, train_subjects, val_subjects
+
+
+def _initial_weights(cfg: TrainConfig, device: torch.device) -> Avat3r:
+    """The model of ``cfg.init_from`` (its own config), checked against the run's geometry."""
+    model, info = load_model(cfg.init_from, Avat3r.from_config_dict, device=device)
+    if model.config.geometry_backend != cfg.geometry:
+        raise Avat3rError(f"{info.source}: trained on {model.config.geometry_backend!r} position maps, "
+                          f"this run reads {cfg.geometry!r} (pass --geometry {model.config.geometry_backend})")
+    return model
 
 
 def _truncate_log(path: Path, step: int) -> None:
@@ -337,10 +317,11 @@ def _train(cfg: TrainConfig, progress: Progress | None, dist: _Dist, device: tor
         for group in optimizer.param_groups:
             group["lr"] = lr
         rng = np.random.default_rng([cfg.seed, dist.rank, step])
-        sample, subject = pool.draw(rng, train_subjects, cfg)
+        sample, subject, spec = pool.draw(rng, train_subjects, cfg)
         background = torch.from_numpy(rng.random(3)).float()
         out = render_sample(ddp, sample, background, device, autocast=cfg.bf16)
-        parts = photometric_loss(out.pred, out.target)
+        weights = changed_pixel_weights(pool.get(subject), spec, out.target, background, cfg.changed_weight)
+        parts = photometric_loss(out.pred, out.target, pixel_weights=weights)
         optimizer.zero_grad(set_to_none=True)
         parts.total.backward()
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

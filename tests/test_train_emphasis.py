@@ -1,0 +1,95 @@
+"""Expression emphasis and fine-tuning: pixel-weighted L1, the changed-pixel weights, ``--init``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cli_fixtures import invoke, one_thread  # noqa: F401
+from test_train import R, config, make_tiny_dataset, read_log
+from avat3r_cli.core.errors import Avat3rError
+from avat3r_cli.data.prepared import PreparedSubject, prepared_name
+from avat3r_cli.data.sampler import SampleSpec
+from avat3r_cli.pipeline.models import load_avat3r
+from avat3r_cli.train.emphasis import changed_pixel_weights, reference_timestep
+from avat3r_cli.train.losses import photometric_loss, ssim
+from avat3r_cli.train.step import composite_targets
+from avat3r_cli.train.trainer import train
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return make_tiny_dataset(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def base_run(dataset, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("runs") / "base"
+    train(config(dataset, run))
+    return run
+
+
+def test_pixel_weights_scale_the_l1_term_only():
+    gen = torch.Generator().manual_seed(2)
+    x, y = torch.rand(2, 3, 24, 24, generator=gen), torch.rand(2, 3, 24, 24, generator=gen)
+    plain = photometric_loss(x, y)
+    ones = photometric_loss(x, y, pixel_weights=torch.ones(2, 1, 24, 24))
+    assert float(ones.total) == pytest.approx(float(plain.total), rel=1e-6)
+    w = torch.ones(2, 1, 24, 24)
+    w[:, :, :8] = 5.0
+    weighted = photometric_loss(x, y, pixel_weights=w)
+    expected = 0.8 * ((x - y).abs() * w).mean() + 0.2 * (1 - ssim(x, y))
+    assert float(weighted.total) == pytest.approx(float(expected), rel=1e-6)
+    assert float(weighted.l1) == pytest.approx(float(plain.l1))  # the log keeps the plain L1
+
+
+def test_reference_timestep_is_the_first_input_timestep_unlike_the_target():
+    assert reference_timestep(SampleSpec((1, 1, 2, 0), (0, 1, 2, 3), 1, (4,))) == 2
+    assert reference_timestep(SampleSpec((0, 2), (0, 1), 1, (4,))) == 0
+    assert reference_timestep(SampleSpec((1, 1), (0, 1), 1, (4,))) is None
+
+
+def test_changed_pixel_weights_mark_the_moving_jaw(dataset):
+    subject = PreparedSubject(dataset / "subj_0" / prepared_name(R, "template"))
+    spec = SampleSpec((0, 0, 0, 0), (0, 1, 2, 3), 2, (0, 3))  # the toy jaw drops fully from t0 to t2
+    bg = torch.tensor([0.2, 0.3, 0.4])
+    views = subject.views([2, 2], [0, 3])
+    target = composite_targets(views["images"], views["masks"], bg)
+    weights = changed_pixel_weights(subject, spec, target, bg, 4.0)
+    assert weights is not None and weights.shape == (2, 1, R, R)
+    assert set(torch.unique(weights).tolist()) == {1.0, 5.0}
+    changed = float((weights > 1).float().mean())
+    assert 0.003 < changed < 0.2, changed  # the jaw, not the whole head
+    assert changed_pixel_weights(subject, spec, target, bg, 0.0) is None
+    same = SampleSpec((2, 2, 2, 2), (0, 1, 2, 3), 2, (0, 3))
+    assert changed_pixel_weights(subject, same, target, bg, 4.0) is None
+
+
+def test_init_from_starts_from_those_weights(dataset, base_run, tmp_path):
+    run = tmp_path / "fine"
+    train(config(dataset, run, init_from=str(base_run / "model"), lr=0.0, changed_weight=3.0, preset="base"))
+    a, _ = load_avat3r(str(base_run / "model"))
+    b, info = load_avat3r(str(run / "model"))
+    assert info.config == load_avat3r(str(base_run / "model"))[1].config  # its config, not --preset's
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(pa, pb), name  # lr 0: nothing moved
+    assert all(np.isfinite(r["loss"]) for r in read_log(run))
+
+
+def test_init_from_refuses_other_position_maps(dataset, base_run, tmp_path):
+    with pytest.raises(Avat3rError, match="--geometry template"):
+        train(config(dataset, tmp_path / "x", init_from=str(base_run / "model"), geometry="dust3r"))
+
+
+def test_train_command_fine_tunes_with_emphasis(dataset, base_run, tmp_path):
+    run = tmp_path / "cli"
+    result = invoke("train", "--data", dataset, "-o", run, "--init", base_run / "model", "--changed-weight", "4",
+                    "--steps", "2", "--val-subjects", "1", "--validate-every", "0", "--checkpoint-every", "0",
+                    "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert [r["step"] for r in read_log(run)] == [1, 2] and (run / "model" / "model.safetensors").is_file()
+    missing = invoke("train", "--data", dataset, "-o", tmp_path / "y", "--init", tmp_path / "nowhere")
+    assert missing.exit_code == 1 and "nowhere" in missing.output
