@@ -288,3 +288,15 @@ def test_gaussian_maps_is_pure_tensors(tiny: Avat3r) -> None:
         maps = tiny(make_inputs(TINY, 1), expression(0))
     assert isinstance(maps, GaussianMaps)
     assert maps.to("cpu", torch.float64).means.dtype == torch.float64
+
+
+def test_expression_mlp_activation_is_configurable_and_gelu_by_default():
+    from avat3r_cli.model.config import ModelConfig
+
+    gelu = Avat3r(get_preset("tiny"))
+    assert any(isinstance(m, torch.nn.GELU) for m in gelu.transformer.expression.mlp)
+    relu = Avat3r(get_preset("tiny").replace(expression_activation="relu"))
+    assert any(isinstance(m, torch.nn.ReLU) for m in relu.transformer.expression.mlp)
+    assert relu.state_dict().keys() == gelu.state_dict().keys()  # same weights, another nonlinearity
+    with pytest.raises(ValueError, match="expression_activation"):
+        ModelConfig(expression_activation="tanh")

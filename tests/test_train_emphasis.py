@@ -93,3 +93,22 @@ def test_train_command_fine_tunes_with_emphasis(dataset, base_run, tmp_path):
     assert [r["step"] for r in read_log(run)] == [1, 2] and (run / "model" / "model.safetensors").is_file()
     missing = invoke("train", "--data", dataset, "-o", tmp_path / "y", "--init", tmp_path / "nowhere")
     assert missing.exit_code == 1 and "nowhere" in missing.output
+
+
+def test_reinit_redraws_only_the_named_submodule(dataset, base_run, tmp_path):
+    run = tmp_path / "reinit"
+    train(config(dataset, run, init_from=str(base_run / "model"), lr=0.0, reinit=("transformer.expression",)))
+    a, _ = load_avat3r(str(base_run / "model"))
+    b, _ = load_avat3r(str(run / "model"))
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        if name.startswith("transformer.expression."):
+            assert not torch.equal(pa, pb), name
+        else:
+            assert torch.equal(pa, pb), name
+
+
+def test_reinit_needs_init_and_an_existing_submodule(dataset, base_run, tmp_path):
+    with pytest.raises(Avat3rError, match="--init"):
+        train(config(dataset, tmp_path / "a", reinit=("transformer.expression",)))
+    with pytest.raises(Avat3rError, match="no such submodule"):
+        train(config(dataset, tmp_path / "b", init_from=str(base_run / "model"), reinit=("transformer.nothing",)))

@@ -50,6 +50,10 @@ def train(
             help="Start from these weights (folder, registry name or org/name) instead of --preset's random ones.",
         ),
     ] = None,
+    reinit: Annotated[
+        list[str] | None,
+        typer.Option(metavar="MODULE", help="With --init: draw this submodule's weights afresh (repeatable)."),
+    ] = None,
     changed_weight: Annotated[
         float,
         typer.Option(min=0.0, help="Extra L1 weight on the pixels the target's expression changes (0: off)."),
@@ -71,6 +75,7 @@ def train(
         num_targets=targets, seed=seed, checkpoint_every=checkpoint_every, validate_every=validate_every,
         device=device, resume=resume, geometry=geometry, consistent_inputs=consistent_inputs,
         num_subjects_val=val_subjects, stop_after=stop_after, changed_weight=changed_weight, init_from=init,
+        reinit=tuple(reinit or ()),
     )
     if not resume:
         from avat3r_cli.model.config import get_preset

@@ -1,7 +1,8 @@
 """The cross-view transformer: blocks of [self-attention -> cross-attention to expression -> MLP].
 
 Pre-norm blocks with ``scaled_dot_product_attention``. The expression code becomes S tokens by an
-MLP (FlexAvatar: ``MLP(E, [256, 256, D*S], ReLU)``, [I]); every image token cross-attends to them.
+MLP (FlexAvatar: ``MLP(E, [256, 256, D*S], ReLU)``, [I]; GELU here by default, see ``ModelConfig``);
+every image token cross-attends to them.
 Each block is split into ``self_attend`` and ``condition`` so the model can run the first block's
 self-attention once per avatar (it does not depend on the expression).
 """
@@ -86,11 +87,12 @@ class ExpressionEncoder(nn.Module):
         super().__init__()
         self.num_tokens, self.dim = config.expression_tokens, config.width
         hidden = config.expression_hidden
+        act = nn.GELU if config.expression_activation == "gelu" else nn.ReLU
         self.mlp = nn.Sequential(
             nn.Linear(config.expression_dim, hidden),
-            nn.ReLU(),
+            act(),
             nn.Linear(hidden, hidden),
-            nn.ReLU(),
+            act(),
             nn.Linear(hidden, config.width * config.expression_tokens),
         )
 

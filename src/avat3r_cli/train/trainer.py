@@ -61,7 +61,8 @@ class TrainConfig:
     and the subject split come from RUN (``preset`` and ``num_subjects_val`` are not used); a
     different ``steps`` reshapes the rest of the schedule. ``init_from`` (weights: a folder,
     registry name or hub id) starts a new run from those weights and their config instead of
-    ``preset``'s random initialisation (fine-tuning); ``changed_weight`` is the expression
+    ``preset``'s random initialisation (fine-tuning); ``reinit`` names submodules of those weights
+    to draw afresh (e.g. ``transformer.expression``); ``changed_weight`` is the expression
     emphasis of ``train/emphasis.py``.
     """
 
@@ -88,6 +89,7 @@ class TrainConfig:
     stop_after: int | None = None
     changed_weight: float = 0.0
     init_from: str | None = None
+    reinit: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -230,6 +232,8 @@ def _prepare_run(cfg: TrainConfig, dist: _Dist, device: torch.device):
     else:
         if ckpt.exists() or (run / "log.jsonl").exists():
             raise Avat3rError(f"{run}: already holds a training run; pass --resume to continue it or pick another folder")
+        if cfg.reinit and not cfg.init_from:
+            raise Avat3rError("--reinit only applies to weights given with --init")
         seed_everything(cfg.seed)  # identical initial weights on every rank (DDP also broadcasts)
         if cfg.init_from:
             model = _initial_weights(cfg, device)
@@ -265,6 +269,13 @@ def _initial_weights(cfg: TrainConfig, device: torch.device) -> Avat3r:
     if model.config.geometry_backend != cfg.geometry:
         raise Avat3rError(f"{info.source}: trained on {model.config.geometry_backend!r} position maps, "
                           f"this run reads {cfg.geometry!r} (pass --geometry {model.config.geometry_backend})")
+    modules = dict(model.named_modules())
+    for name in cfg.reinit:
+        if name not in modules or not name:
+            raise Avat3rError(f"--reinit {name!r}: the model has no such submodule (e.g. transformer.expression)")
+        for sub in modules[name].modules():
+            if hasattr(sub, "reset_parameters"):
+                sub.reset_parameters()
     return model
 
 
