@@ -156,7 +156,9 @@ def test_gradients_reach_every_parameter() -> None:
         for n, p in model.named_parameters()
         if p.grad is None or not torch.isfinite(p.grad).all() or p.grad.abs().sum() == 0
     ]
-    assert dead == []
+    # The modulation's zero last layer gates its first layer's gradient until it has moved.
+    assert dead == ["modulation.mlp.0.weight", "modulation.mlp.0.bias"]
+    assert float(model.modulation.mlp[2].weight.grad.abs().sum()) > 0
 
 
 def test_gradient_checkpointing_matches() -> None:
@@ -226,6 +228,8 @@ def expected_parameters(c: ModelConfig) -> int:
     ratio = c.patch_size // 2**c.upsample_stages
     total += norm(prev) + linear(prev, hc * ratio**2)
     total += linear(hc, 14 + ((c.sh_degree + 1) ** 2 - 1) * 3)
+    if c.expression_modulation:
+        total += linear(c.expression_dim, c.expression_hidden) + linear(c.expression_hidden, 2 * hc)
     return total
 
 
@@ -300,3 +304,17 @@ def test_expression_mlp_activation_is_configurable_and_gelu_by_default():
     assert relu.state_dict().keys() == gelu.state_dict().keys()  # same weights, another nonlinearity
     with pytest.raises(ValueError, match="expression_activation"):
         ModelConfig(expression_activation="tanh")
+
+
+def test_expression_modulation_starts_as_the_identity_and_then_follows_the_code() -> None:
+    with_mod = build(TINY)
+    without = Avat3r(TINY.replace(expression_modulation=False))
+    without.load_state_dict({k: v for k, v in with_mod.state_dict().items() if not k.startswith("modulation.")})
+    x = make_inputs(TINY, 1)
+    a, b = with_mod(x, expression(0)), without(x, expression(0))
+    for f in MAP_FIELDS[:5]:
+        torch.testing.assert_close(getattr(a, f), getattr(b, f))
+    torch.nn.init.normal_(with_mod.modulation.mlp[2].weight, std=0.1)
+    assert float((with_mod(x, expression(0)).means - a.means).abs().max()) > 1e-4
+    assert float((with_mod(x, expression(0)).means - with_mod(x, expression(1)).means).abs().max()) > 1e-4
+    assert PRESETS["small"].config.expression_modulation and not PRESETS["paper"].config.expression_modulation

@@ -13,6 +13,9 @@ from test_train import R, config, make_tiny_dataset, read_log
 from avat3r_cli.core.errors import Avat3rError
 from avat3r_cli.data.prepared import PreparedSubject, prepared_name
 from avat3r_cli.data.sampler import SampleSpec
+from avat3r_cli.io.weights import save_model
+from avat3r_cli.model.avat3r import Avat3r
+from avat3r_cli.model.config import get_preset
 from avat3r_cli.pipeline.models import load_avat3r
 from avat3r_cli.train.emphasis import changed_pixel_weights, reference_timestep
 from avat3r_cli.train.losses import photometric_loss, ssim
@@ -70,13 +73,29 @@ def test_changed_pixel_weights_mark_the_moving_jaw(dataset):
 
 def test_init_from_starts_from_those_weights(dataset, base_run, tmp_path):
     run = tmp_path / "fine"
-    train(config(dataset, run, init_from=str(base_run / "model"), lr=0.0, changed_weight=3.0, preset="base"))
+    train(config(dataset, run, init_from=str(base_run / "model"), lr=0.0, changed_weight=3.0))
     a, _ = load_avat3r(str(base_run / "model"))
-    b, info = load_avat3r(str(run / "model"))
-    assert info.config == load_avat3r(str(base_run / "model"))[1].config  # its config, not --preset's
+    b, _ = load_avat3r(str(run / "model"))
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(pa, pb), name  # lr 0: nothing moved
     assert all(np.isfinite(r["loss"]) for r in read_log(run))
+
+
+def test_init_from_weights_without_the_modulation_adds_it_at_identity(dataset, tmp_path):
+    old = Avat3r(get_preset("tiny").replace(expression_modulation=False))
+    save_model(old, tmp_path / "old")
+    run = tmp_path / "run"
+    train(config(dataset, run, init_from=str(tmp_path / "old"), lr=0.0))
+    new, info = load_avat3r(str(run / "model"))
+    assert info.config["expression_modulation"]
+    for name, tensor in old.state_dict().items():
+        assert torch.equal(tensor, new.state_dict()[name]), name
+    assert float(new.modulation.mlp[2].weight.abs().max()) == 0.0
+
+
+def test_init_from_weights_of_another_size_is_refused(dataset, base_run, tmp_path):
+    with pytest.raises(Avat3rError, match="do not fit preset 'small'"):
+        train(config(dataset, tmp_path / "x", init_from=str(base_run / "model"), preset="small"))
 
 
 def test_init_from_refuses_other_position_maps(dataset, base_run, tmp_path):

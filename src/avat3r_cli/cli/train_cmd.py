@@ -47,7 +47,7 @@ def train(
         str | None,
         typer.Option(
             "--init", metavar="WEIGHTS",
-            help="Start from these weights (folder, registry name or org/name) instead of --preset's random ones.",
+            help="Start --preset from these weights (folder, registry name or org/name) instead of random ones.",
         ),
     ] = None,
     reinit: Annotated[
@@ -82,7 +82,7 @@ def train(
         from avat3r_cli.pipeline.dataset import ensure_prepared
 
         try:
-            resolution = _init_resolution(init) if init else get_preset(preset).image_size
+            resolution = get_preset(preset).image_size
         except ValueError as error:
             from avat3r_cli.core.errors import Avat3rError
 
@@ -110,15 +110,6 @@ def train(
     )
     if json_output and main_rank:
         typer.echo(json.dumps(result.to_dict()))
-
-
-def _init_resolution(spec: str) -> int:
-    """The crop size the ``--init`` weights were built for (from their config.json)."""
-    from avat3r_cli.io.weights import read_config, resolve
-    from avat3r_cli.model.config import ModelConfig
-
-    folder, _, _ = resolve(spec)
-    return ModelConfig.from_dict(read_config(folder)).image_size
 
 
 def _progress_bar(console: Console):

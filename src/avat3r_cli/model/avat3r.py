@@ -8,7 +8,7 @@ skips. It is split for animation:
   the first block's self-attention, and the skip inputs (position map, colours, confidence,
   pixel footprints). Cache it per avatar.
 * ``decode(encoded, expression)`` runs the rest. The expression enters by cross-attention inside
-  every block, so the remaining transformer, the upsampler and the heads all depend on it and
+  every block (and, with ``expression_modulation``, scales the heads' features), so the remaining transformer, the upsampler and the heads all depend on it and
   must run for each new expression (this is why the paper drives at ~8 fps, not at raster speed).
 
 ``forward(inputs, expression)`` is exactly ``decode(encode_views(inputs), expression)``.
@@ -23,6 +23,7 @@ from avat3r_cli.core.gaussians import Gaussians, rgb_to_sh_dc
 from avat3r_cli.model.config import ModelConfig
 from avat3r_cli.model.heads import GaussianHeads
 from avat3r_cli.model.inputs import EncodedViews, GaussianMaps, ViewInputs
+from avat3r_cli.model.modulation import ExpressionModulation
 from avat3r_cli.model.plucker import pixel_footprint, plucker_rays
 from avat3r_cli.model.tokenizer import PerViewEncoder
 from avat3r_cli.model.transformer import CrossViewTransformer
@@ -39,6 +40,7 @@ class Avat3r(nn.Module):
         self.transformer = CrossViewTransformer(config)
         self.upsampler = Upsampler(config)
         self.heads = GaussianHeads(config)
+        self.modulation = ExpressionModulation(config) if config.expression_modulation else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -53,6 +55,8 @@ class Avat3r(nn.Module):
                 nn.init.zeros_(module.bias)
         nn.init.trunc_normal_(self.encoder.pos_embed, std=0.02)
         self.heads.reset_parameters()
+        if self.modulation is not None:
+            self.modulation.reset_parameters()
 
     @classmethod
     def from_config_dict(cls, data: dict) -> Avat3r:
@@ -129,6 +133,8 @@ class Avat3r(nn.Module):
         x = self.transformer(tokens, expression)  # [B, V*T, D]
         x = x.reshape(b * v, gh, gw, -1)
         feats = self.upsampler(x, encoded.skip_features)  # [BV, H, W, C]
+        if self.modulation is not None:
+            feats = self.modulation(feats, expression)
         log_footprint = encoded.log_footprint.flatten(0, 1).permute(0, 2, 3, 1)
         attrs = self.heads(feats, log_footprint)
         return self._apply_skips(attrs, encoded, b, v, h, w)

@@ -37,6 +37,8 @@ class ModelConfig:
         expression_activation: ``gelu`` or ``relu`` (FlexAvatar's) between the expression MLP's
             layers. GELU by default: with ReLU our first CPU model lost 90 % of the expression
             MLP's units to dead ReLUs early in training and then ignored the code for good.
+        expression_modulation: also scale and shift the heads' full-resolution features by the
+            code (``modulation.py``; not in the paper, whose only path is cross-attention).
         feature_dim: C_f, channels of optional image features (Sapiens-2B: 1920); 0 = none.
         upsample_stages: x2 pixel-shuffle stages with windowed attention after the transformer;
             the rest of the patch factor is a single pixel shuffle into the full-resolution head.
@@ -64,6 +66,7 @@ class ModelConfig:
     expression_tokens: int = 4
     expression_hidden: int = 256
     expression_activation: str = "gelu"
+    expression_modulation: bool = False
     feature_dim: int = 0
     upsample_stages: int = 2
     upsample_min_channels: int = 32
@@ -172,7 +175,7 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "tiny",
             # The prototype measured at 3.26 M parameters / 0.155 s per training step here.
-            ModelConfig(),
+            ModelConfig(expression_modulation=True),
             "CPU model for tests and quick training: 64^2, patch 8, 64 tokens per view",
         ),
         Preset(
@@ -183,6 +186,7 @@ PRESETS: dict[str, Preset] = {
             ModelConfig(
                 image_size=128, patch_size=16, width=192, depth=4, num_heads=3,
                 upsample_stages=2, upsample_min_channels=64, upsample_layers=1, head_channels=32,
+                expression_modulation=True,
             ),
             "CPU model: 128^2, patch 16, 64 tokens per view",
         ),
@@ -191,6 +195,7 @@ PRESETS: dict[str, Preset] = {
             ModelConfig(
                 image_size=256, patch_size=16, width=768, depth=8, num_heads=12,
                 upsample_stages=3, upsample_min_channels=64, upsample_layers=2, head_channels=32,
+                expression_modulation=True,
             ),
             "single-GPU model: 256^2, patch 16, 256 tokens per view",
         ),

@@ -40,7 +40,7 @@ from avat3r_cli.core.runtime import resolve_device, seed_everything
 from avat3r_cli.data.prepared import PreparedSubject, prepared_name
 from avat3r_cli.data.sampler import sample_views
 from avat3r_cli.io.atomic import atomic_output
-from avat3r_cli.io.weights import load_model, save_model
+from avat3r_cli.io.weights import WEIGHTS_FILE, read_config, read_state_dict, resolve, save_model, verify_files
 from avat3r_cli.model.avat3r import Avat3r
 from avat3r_cli.model.config import get_preset
 from avat3r_cli.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
@@ -60,8 +60,8 @@ class TrainConfig:
     time-boxed sessions: resume later with the same ``steps``). With ``resume`` the model config
     and the subject split come from RUN (``preset`` and ``num_subjects_val`` are not used); a
     different ``steps`` reshapes the rest of the schedule. ``init_from`` (weights: a folder,
-    registry name or hub id) starts a new run from those weights and their config instead of
-    ``preset``'s random initialisation (fine-tuning); ``reinit`` names submodules of those weights
+    registry name or hub id) starts a new run of ``preset`` from those weights instead of a
+    random initialisation (fine-tuning; see ``_initial_weights``); ``reinit`` names submodules of those weights
     to draw afresh (e.g. ``transformer.expression``); ``changed_weight`` is the expression
     emphasis of ``train/emphasis.py``.
     """
@@ -264,11 +264,27 @@ def _prepare_run(cfg: TrainConfig, dist: _Dist, device: torch.device):
 
 
 def _initial_weights(cfg: TrainConfig, device: torch.device) -> Avat3r:
-    """The model of ``cfg.init_from`` (its own config), checked against the run's geometry."""
-    model, info = load_model(cfg.init_from, Avat3r.from_config_dict, device=device)
-    if model.config.geometry_backend != cfg.geometry:
-        raise Avat3rError(f"{info.source}: trained on {model.config.geometry_backend!r} position maps, "
-                          f"this run reads {cfg.geometry!r} (pass --geometry {model.config.geometry_backend})")
+    """``cfg.preset``'s model with the tensors of ``cfg.init_from`` copied in.
+
+    Every tensor of the weights must fit the preset by name and shape; tensors the weights lack
+    (a module the preset adds, e.g. the expression modulation, which starts as the identity) keep
+    their fresh initialisation. ``cfg.reinit`` submodules are then drawn afresh.
+    """
+    model = Avat3r(get_preset(cfg.preset).replace(geometry_backend=cfg.geometry)).to(device)
+    folder, source, entry = resolve(cfg.init_from)
+    if entry is not None and entry.hashes:
+        verify_files(folder, entry.hashes, cfg.init_from)
+    trained_on = read_config(folder).get("geometry_backend")
+    if trained_on != cfg.geometry:
+        raise Avat3rError(f"{source}: trained on {trained_on!r} position maps, "
+                          f"this run reads {cfg.geometry!r} (pass --geometry {trained_on})")
+    state = read_state_dict(folder / WEIGHTS_FILE, device=device)
+    own = model.state_dict()
+    misfits = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
+    if misfits:
+        raise Avat3rError(f"{source}: {len(misfits)} tensor(s) do not fit preset {cfg.preset!r} (e.g. {misfits[0]}); "
+                          "pass the --preset the weights were trained with")
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
     modules = dict(model.named_modules())
     for name in cfg.reinit:
         if name not in modules or not name:

@@ -1,0 +1,49 @@
+"""Expression modulation of the full-resolution features (FiLM), next to the cross-attention.
+
+The paper's only expression path is cross-attention from every image token to a few expression
+tokens. Trained on two CPU cores for an hour, that path stayed unused: the expression-dependent
+pixels (mouth, eyelids) are a few percent of each image, their gradient reaches the code through
+the whole transformer and upsampler, and the model settled on an average face for every code
+(its output moved by 1e-4 of the real change; see ``weights/avat3r-small/README.md``). This
+module gives the code a short path as well: the code scales and shifts each channel of the
+per-pixel features the Gaussian heads read, ``f * (1 + gamma(e)) + beta(e)``. The features already
+say where a pixel sits on the face, so a per-channel change acts locally (lips, lids). The last
+layer starts at zero, so the module starts as the identity and can be added to trained weights.
+
+Letters: B avatars, V views, H/W pixels, C feature channels, E code length.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from avat3r_cli.model.config import ModelConfig
+
+
+class ExpressionModulation(nn.Module):
+    """Code ``[B, E]`` -> per-channel ``(gamma, beta)`` applied to features ``[B*V, H, W, C]``."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.channels = config.head_channels
+        self.mlp = nn.Sequential(
+            nn.Linear(config.expression_dim, config.expression_hidden),
+            nn.GELU(),
+            nn.Linear(config.expression_hidden, 2 * config.head_channels),
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """PyTorch's default init for the first layer (a code must move its output), zeros last."""
+        self.mlp[0].reset_parameters()
+        nn.init.zeros_(self.mlp[2].weight)
+        nn.init.zeros_(self.mlp[2].bias)
+
+    def forward(self, features: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
+        """Modulate ``features [B*V, H, W, C]`` (views of avatar b contiguous) by ``expression [B, E]``."""
+        b = expression.shape[0]
+        film = self.mlp(expression.to(features.dtype))  # [B, 2C]
+        film = film.repeat_interleave(features.shape[0] // b, dim=0)[:, None, None, :]
+        gamma, beta = film[..., : self.channels], film[..., self.channels :]
+        return features * (1.0 + gamma) + beta
