@@ -311,10 +311,15 @@ def test_expression_modulation_starts_as_the_identity_and_then_follows_the_code(
     without = Avat3r(TINY.replace(expression_modulation=False))
     without.load_state_dict({k: v for k, v in with_mod.state_dict().items() if not k.startswith("modulation.")})
     x = make_inputs(TINY, 1)
+    with torch.no_grad():
+        _modulation_checks(with_mod, without, x)
+    assert PRESETS["small"].config.expression_modulation and not PRESETS["paper"].config.expression_modulation
+
+
+def _modulation_checks(with_mod: Avat3r, without: Avat3r, x: ViewInputs) -> None:
     a, b = with_mod(x, expression(0)), without(x, expression(0))
     for f in MAP_FIELDS[:5]:
         torch.testing.assert_close(getattr(a, f), getattr(b, f))
     torch.nn.init.normal_(with_mod.modulation.mlp[2].weight, std=0.1)
     assert float((with_mod(x, expression(0)).means - a.means).abs().max()) > 1e-4
     assert float((with_mod(x, expression(0)).means - with_mod(x, expression(1)).means).abs().max()) > 1e-4
-    assert PRESETS["small"].config.expression_modulation and not PRESETS["paper"].config.expression_modulation
