@@ -301,25 +301,48 @@ def iter_video_frames(path: str | Path) -> Iterator[np.ndarray]:
 
 
 def _iter_av_frames(src: Path) -> Iterator[np.ndarray]:
+    for frame, _ in iter_timed_av_frames(src, fallback_fps=DEFAULT_TIMING_FPS):
+        yield frame
+
+
+# Frame times of frames that carry none (only used for timing, never for frame order).
+DEFAULT_TIMING_FPS = 30.0
+
+
+def av_error_reason(exc: Exception) -> str:
+    """FFmpeg's text without PyAV's "[Errno 1094995529] ...: 'path'" wrapping (the path leads anyway)."""
+    return str(getattr(exc, "strerror", None) or exc)
+
+
+def iter_timed_av_frames(src: str | Path, fallback_fps: float) -> Iterator[tuple[np.ndarray, float]]:
+    """Decode a video FFmpeg reads: ``(frame uint8 [H, W, 3], presentation time in ms)`` pairs.
+
+    A frame without a timestamp gets its nominal place ``index / fallback_fps``. Unreadable or
+    stream-less files raise ``InputFileError`` on the first ``next()``.
+    """
     import av
     from av.error import FFmpegError
 
+    src = Path(src)
     try:
         container = av.open(str(src), mode="r")
     except FFmpegError as exc:
-        raise InputFileError(src, f"cannot open video: {exc}") from exc
+        raise InputFileError(src, f"cannot open video: {av_error_reason(exc)}") from exc
     with container:
         if not container.streams.video:
             raise InputFileError(src, "has no video stream")
         frames = container.decode(video=0)
+        index = 0
         while True:
             try:
                 frame = next(frames, None)
             except FFmpegError as exc:
-                raise InputFileError(src, f"cannot decode video: {exc}") from exc
+                raise InputFileError(src, f"cannot decode video: {av_error_reason(exc)}") from exc
             if frame is None:
                 return
-            yield frame.to_ndarray(format="rgb24")
+            seconds = frame.time if frame.time is not None else index / fallback_fps
+            yield frame.to_ndarray(format="rgb24"), 1000.0 * float(seconds)
+            index += 1
 
 
 def read_video_frames(path: str | Path) -> np.ndarray:

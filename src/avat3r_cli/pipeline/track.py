@@ -159,8 +159,8 @@ def _av_frames_with_times(video: Path) -> tuple[FrameStream, float, int | None]:
     import av
     from av.error import FFmpegError
 
-    # Probed, closed, and opened again when iterated: a generator that is never started would
-    # otherwise hold the file open until garbage collection.
+    from avat3r_cli.io.video import av_error_reason, iter_timed_av_frames
+
     try:
         with av.open(str(video), mode="r") as probe:
             if not probe.streams.video:
@@ -169,36 +169,13 @@ def _av_frames_with_times(video: Path) -> tuple[FrameStream, float, int | None]:
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             total = int(stream.frames) if stream.frames and stream.frames > 0 else None
     except FFmpegError as exc:
-        raise InputFileError(video, f"cannot open video: {_av_reason(exc)}") from exc
+        raise InputFileError(video, f"cannot open video: {av_error_reason(exc)}") from exc
     fps = float(rate) if rate and float(rate) > 0 else DEFAULT_FPS
 
-    def frames() -> FrameStream:
-        try:
-            container = av.open(str(video), mode="r")
-        except FFmpegError as exc:
-            raise InputFileError(video, f"cannot open video: {_av_reason(exc)}") from exc
-        with container:
-            decoded = container.decode(video=0)
-            index = 0
-            while True:
-                try:
-                    frame = next(decoded, None)
-                except FFmpegError as exc:
-                    raise InputFileError(video, f"cannot decode video: {_av_reason(exc)}") from exc
-                if frame is None:
-                    return
-                # A frame without a timestamp gets its nominal place; track_video repairs any
-                # disorder, since MediaPipe's VIDEO mode refuses it.
-                seconds = frame.time if frame.time is not None else index / fps
-                yield frame.to_ndarray(format="rgb24"), 1000.0 * float(seconds)
-                index += 1
-
-    return frames(), fps, total
-
-
-def _av_reason(exc: Exception) -> str:
-    # FFmpeg's text without PyAV's "[Errno 1094995529] ...: 'path'" wrapping (the path leads anyway).
-    return str(getattr(exc, "strerror", None) or exc)
+    # Decoding opens the file again when iterated: a generator that is never started would
+    # otherwise hold it open until garbage collection. track_video repairs any disorder in the
+    # times, since MediaPipe's VIDEO mode refuses it.
+    return iter_timed_av_frames(video, fallback_fps=fps), fps, total
 
 
 def fill_missing(values: np.ndarray, found: np.ndarray) -> np.ndarray:
