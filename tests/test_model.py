@@ -323,3 +323,18 @@ def _modulation_checks(with_mod: Avat3r, without: Avat3r, x: ViewInputs) -> None
     torch.nn.init.normal_(with_mod.modulation.mlp[2].weight, std=0.1)
     assert float((with_mod(x, expression(0)).means - a.means).abs().max()) > 1e-4
     assert float((with_mod(x, expression(0)).means - with_mod(x, expression(1)).means).abs().max()) > 1e-4
+
+
+def test_expression_statistics_standardise_the_code_without_changing_the_outputs() -> None:
+    model = build(TINY)
+    torch.nn.init.normal_(model.modulation.mlp[2].weight, std=0.1)  # let the modulation act too
+    x, code = make_inputs(TINY, 2), expression(3)
+    with torch.no_grad():
+        before = model(x, code)
+        g = torch.Generator().manual_seed(4)
+        model.set_expression_stats(torch.rand(52, generator=g), 0.05 + torch.rand(52, generator=g))
+        model.set_expression_stats(torch.rand(52, generator=g), 0.05 + torch.rand(52, generator=g))  # twice
+        after = model(x, code)
+    for f in MAP_FIELDS[:5]:
+        torch.testing.assert_close(getattr(after, f), getattr(before, f), atol=2e-5, rtol=1e-4)
+    assert "expression_mean" in model.state_dict() and "expression_std" in model.state_dict()

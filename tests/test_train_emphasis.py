@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cli_fixtures import invoke, one_thread  # noqa: F401
-from test_train import R, config, make_tiny_dataset, read_log
+from test_train import R, config, fixed_sample, make_tiny_dataset, read_log
 from avat3r_cli.core.errors import Avat3rError
 from avat3r_cli.data.prepared import PreparedSubject, prepared_name
 from avat3r_cli.data.sampler import SampleSpec
@@ -88,9 +88,16 @@ def test_init_from_weights_without_the_modulation_adds_it_at_identity(dataset, t
     train(config(dataset, run, init_from=str(tmp_path / "old"), lr=0.0))
     new, info = load_avat3r(str(run / "model"))
     assert info.config["expression_modulation"]
+    # Everything but the code statistics, which the run folds into the code's first layer.
+    folded = ("expression_mean", "expression_std", "transformer.expression.mlp.0.weight", "transformer.expression.mlp.0.bias")
     for name, tensor in old.state_dict().items():
-        assert torch.equal(tensor, new.state_dict()[name]), name
+        assert name in folded or torch.equal(tensor, new.state_dict()[name]), name
     assert not new.modulation.mlp[2].weight.detach().any()
+    old.eval()
+    sample = fixed_sample(dataset)
+    with torch.no_grad():  # the same function: the modulation is the identity, the folding exact
+        a, b = old(sample.inputs, sample.expression), new(sample.inputs, sample.expression)
+    torch.testing.assert_close(a.means, b.means, atol=1e-5, rtol=1e-4)
 
 
 def test_init_from_weights_of_another_size_is_refused(dataset, base_run, tmp_path):
@@ -131,3 +138,11 @@ def test_reinit_needs_init_and_an_existing_submodule(dataset, base_run, tmp_path
         train(config(dataset, tmp_path / "a", reinit=("transformer.expression",)))
     with pytest.raises(Avat3rError, match="no such submodule"):
         train(config(dataset, tmp_path / "b", init_from=str(base_run / "model"), reinit=("transformer.nothing",)))
+
+
+def test_a_run_records_its_training_codes_statistics(base_run):
+    model, _ = load_avat3r(str(base_run / "model"))
+    jaw = 25  # jawOpen: the toy subjects' only moving channel (0, 0.5, 1 per subject)
+    assert float(model.expression_mean[jaw]) == pytest.approx(0.5, abs=1e-6)
+    assert float(model.expression_std[jaw]) == pytest.approx((1 / 6) ** 0.5, rel=1e-5)
+    assert float(model.expression_std[0]) == pytest.approx(0.05)  # constant channel: the floor

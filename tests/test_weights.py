@@ -252,3 +252,18 @@ def test_models_cli_lists_presets_and_weights(saved: Path, monkeypatch: pytest.M
     assert by_name["tiny-test"]["licence"] == "Apache-2.0"
     text = runner.invoke(app, []).output
     assert "paper" in text and "151.0M" in text
+
+
+def test_weights_saved_before_the_code_statistics_load_with_identity_ones(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from avat3r_cli.model.avat3r import Avat3r
+    from avat3r_cli.model.config import get_preset
+    from avat3r_cli.io.weights import load_model, save_model
+
+    save_model(Avat3r(get_preset("tiny")), tmp_path / "m")
+    state = load_file(str(tmp_path / "m" / "model.safetensors"))
+    del state["expression_mean"], state["expression_std"]
+    save_file(state, str(tmp_path / "m" / "model.safetensors"))
+    model, _ = load_model(str(tmp_path / "m"), Avat3r.from_config_dict)
+    assert not model.expression_mean.any() and bool((model.expression_std == 1).all())

@@ -80,7 +80,7 @@ REGISTRY: tuple[WeightsEntry, ...] = (
         description="the default: trained by this project on CPU on synthetic heads (card: weights/avat3r-small/README.md)",
         path="weights/avat3r-small",
         files=(
-            ("config.json", "a3df9a88fc437c26bb8d36295313cfbef93d16124669a1dd3faed784d289fa2e"),
+            ("config.json", "e6fd16c50bb752af27f735d7c2a8181c9f397294cfcda920f00954a6aef2e1c5"),
             ("model.safetensors", "a8ddfb061955ae80c6e2854902daa0dc9388d3e8ff361f9fbcd3ff7b3c30c451"),
         ),
     ),

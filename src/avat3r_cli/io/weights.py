@@ -329,6 +329,10 @@ def load_model(
     module, config = _build_on_meta(build, folder)
     weights_path = folder / WEIGHTS_FILE
     state = read_state_dict(weights_path, device=device)
+    # Tensors added to a model after some weights were saved, with the value that reproduces
+    # those weights' behaviour (e.g. Avat3r's identity code statistics).
+    defaults = getattr(module, "state_defaults", dict)()
+    state.update({k: v.to(device) for k, v in defaults.items() if k not in state})
     expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     check_keys(expected, {k: tuple(v.shape) for k, v in state.items()}, weights_path)
     dtype = dtype or torch.float32

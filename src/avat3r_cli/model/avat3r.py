@@ -41,6 +41,11 @@ class Avat3r(nn.Module):
         self.upsampler = Upsampler(config)
         self.heads = GaussianHeads(config)
         self.modulation = ExpressionModulation(config) if config.expression_modulation else None
+        # Per-channel statistics of the training codes: the code is standardised before use, so a
+        # rare, decisive channel (jawOpen: mostly 0) is not drowned by channels that carry a
+        # per-person offset (eyeSquint ~0.5). Identity until ``set_expression_stats``.
+        self.register_buffer("expression_mean", torch.zeros(config.expression_dim))
+        self.register_buffer("expression_std", torch.ones(config.expression_dim))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -57,6 +62,32 @@ class Avat3r(nn.Module):
         self.heads.reset_parameters()
         if self.modulation is not None:
             self.modulation.reset_parameters()
+
+    def state_defaults(self) -> dict[str, torch.Tensor]:
+        """Values of tensors that older weights lack: identity code statistics (raw codes)."""
+        e = self.config.expression_dim
+        return {"expression_mean": torch.zeros(e), "expression_std": torch.ones(e)}
+
+    @torch.no_grad()
+    def set_expression_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Standardise codes with ``mean``/``std`` ``[E]`` from now on, without changing the outputs.
+
+        The first layer of every code-reading MLP absorbs the change (``W' = W diag(std / s0)``,
+        ``b' = b + W (mean - m0) / s0`` for the old statistics m0, s0), so a trained model
+        computes the same function while its optimiser now steps in standardised coordinates.
+        """
+        mean = mean.to(self.expression_mean).reshape(-1)
+        std = std.to(self.expression_std).reshape(-1)
+        layers = [self.transformer.expression.mlp[0]]
+        if self.modulation is not None:
+            layers.append(self.modulation.mlp[0])
+        for layer in layers:
+            # y = W (c - m0) / s0 + b  ==  W' (c - m1) / s1 + b'
+            scale = std / self.expression_std
+            layer.bias += layer.weight @ ((mean - self.expression_mean) / self.expression_std)
+            layer.weight *= scale[None, :]
+        self.expression_mean.copy_(mean)
+        self.expression_std.copy_(std)
 
     @classmethod
     def from_config_dict(cls, data: dict) -> Avat3r:
@@ -126,6 +157,7 @@ class Avat3r(nn.Module):
             raise ValueError(
                 f"expression has shape {list(expression.shape)}, expected [{b}, {self.config.expression_dim}]"
             )
+        expression = (expression - self.expression_mean) / self.expression_std
         tokens = encoded.tokens
         if not torch.is_autocast_enabled(tokens.device.type):
             # A cache made under bf16 autocast must still decode in full precision.

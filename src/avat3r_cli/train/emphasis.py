@@ -1,4 +1,4 @@
-"""Expression emphasis: weight the loss up on the pixels the target's expression changes.
+"""Helping a model learn the expression: loss emphasis on changed pixels, code statistics.
 
 A reconstruction model can reach a low loss by drawing an average face for every code: the
 expression-dependent pixels (mouth, eyelids, brows) are a few percent of each image, so their
@@ -71,3 +71,15 @@ def changed_pixel_weights(
     ref = subject.views([ref_time] * len(spec.target_cameras), list(spec.target_cameras))
     reference = composite_targets(ref["images"], ref["masks"], background.cpu()).to(target.device)
     return 1.0 + weight * changed_pixel_mask(target.detach(), reference)
+
+
+# Channels that hardly vary in the training codes (``_neutral`` is ~0 everywhere) keep this
+# spread rather than being blown up by a near-zero one.
+MIN_CODE_STD = 0.05
+
+
+def expression_statistics(subjects: list[PreparedSubject]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and spread ``[52]`` of the training subjects' codes (for
+    ``Avat3r.set_expression_stats``); the spread is floored at ``MIN_CODE_STD``."""
+    codes = torch.cat([s.expressions.float() for s in subjects])
+    return codes.mean(dim=0), codes.std(dim=0, unbiased=False).clamp(min=MIN_CODE_STD)

@@ -37,16 +37,15 @@ import torch
 
 from avat3r_cli.core.errors import Avat3rError
 from avat3r_cli.core.runtime import resolve_device, seed_everything
-from avat3r_cli.data.prepared import PreparedSubject, prepared_name
-from avat3r_cli.data.sampler import sample_views
 from avat3r_cli.io.atomic import atomic_output
 from avat3r_cli.io.weights import WEIGHTS_FILE, read_config, read_state_dict, resolve, save_model, verify_files
 from avat3r_cli.model.avat3r import Avat3r
 from avat3r_cli.model.config import get_preset
 from avat3r_cli.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
-from avat3r_cli.train.emphasis import changed_pixel_weights
+from avat3r_cli.train.emphasis import changed_pixel_weights, expression_statistics
 from avat3r_cli.train.losses import photometric_loss
-from avat3r_cli.train.step import render_sample, unwrap
+from avat3r_cli.train.subjects import SubjectPool, find_subjects, split_subjects
+from avat3r_cli.train.step import render_sample
 from avat3r_cli.train.validation import validate
 
 Progress = Callable[[int, int, dict[str, Any]], None]
@@ -136,51 +135,6 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 # -- data ------------------------------------------------------------------------------------
 
 
-def find_subjects(data_dir: Path, resolution: int, geometry: str) -> list[str]:
-    """Sorted names of the subject folders holding ``prepared_r{R}_{geometry}.safetensors``."""
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise Avat3rError(f"{data_dir}: dataset folder does not exist")
-    name = prepared_name(resolution, geometry)
-    subjects = sorted(p.name for p in data_dir.iterdir() if (p / name).is_file())
-    if not subjects:
-        raise Avat3rError(f"{data_dir}: no subject folder holds {name} (prepare the dataset at R={resolution} first)")
-    return subjects
-
-
-def split_subjects(subjects: list[str], num_val: int) -> tuple[list[str], list[str]]:
-    """(train, held-out): the last ``num_val`` of the sorted list are held out."""
-    subjects = sorted(subjects)
-    if num_val < 0 or num_val >= len(subjects):
-        raise Avat3rError(f"cannot hold out {num_val} of {len(subjects)} subject(s): at least one must remain for training")
-    return (subjects[: len(subjects) - num_val], subjects[len(subjects) - num_val :]) if num_val else (subjects, [])
-
-
-class SubjectPool:
-    """Opens prepared subjects lazily (thousands may be listed, few are touched early)."""
-
-    def __init__(self, data_dir: Path, resolution: int, geometry: str) -> None:
-        self.data_dir, self.name = Path(data_dir), prepared_name(resolution, geometry)
-        self.resolution = resolution
-        self._open: dict[str, PreparedSubject] = {}
-
-    def get(self, subject: str) -> PreparedSubject:
-        if subject not in self._open:
-            prepared = PreparedSubject(self.data_dir / subject / self.name)
-            if prepared.resolution != self.resolution:
-                raise Avat3rError(f"{prepared.path}: resolution {prepared.resolution}, the model needs {self.resolution}")
-            self._open[subject] = prepared
-        return self._open[subject]
-
-    def draw(self, rng: np.random.Generator, subjects: list[str], cfg: TrainConfig):
-        """A random subject's random sample, the subject's name, and the sample's ``SampleSpec``."""
-        name = subjects[int(rng.integers(len(subjects)))]
-        subject = self.get(name)
-        spec = sample_views(rng, subject.num_timesteps, subject.camera_centers(), cfg.num_inputs, cfg.num_targets,
-                            consistent_inputs=cfg.consistent_inputs)
-        return subject.sample(spec), name, spec
-
-
 # -- distributed -----------------------------------------------------------------------------
 
 
@@ -245,6 +199,8 @@ def _prepare_run(cfg: TrainConfig, dist: _Dist, device: torch.device):
         opt_state, start, tensors = None, 0, {}
         subjects = find_subjects(cfg.data_dir, model.config.image_size, cfg.geometry)
         train_subjects, val_subjects = split_subjects(subjects, cfg.num_subjects_val)
+        pool = SubjectPool(cfg.data_dir, model.config.image_size, cfg.geometry)
+        model.set_expression_stats(*expression_statistics([pool.get(s) for s in train_subjects]))
     dist.barrier()  # every rank has checked the folder before rank 0 writes into it
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
     if opt_state is not None:

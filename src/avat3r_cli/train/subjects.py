@@ -1,0 +1,56 @@
+"""The subjects of a training run: which prepared subjects exist, the split, lazy opening, drawing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from avat3r_cli.core.errors import Avat3rError
+from avat3r_cli.data.prepared import PreparedSubject, prepared_name
+from avat3r_cli.data.sampler import sample_views
+
+
+def find_subjects(data_dir: Path, resolution: int, geometry: str) -> list[str]:
+    """Sorted names of the subject folders holding ``prepared_r{R}_{geometry}.safetensors``."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise Avat3rError(f"{data_dir}: dataset folder does not exist")
+    name = prepared_name(resolution, geometry)
+    subjects = sorted(p.name for p in data_dir.iterdir() if (p / name).is_file())
+    if not subjects:
+        raise Avat3rError(f"{data_dir}: no subject folder holds {name} (prepare the dataset at R={resolution} first)")
+    return subjects
+
+
+def split_subjects(subjects: list[str], num_val: int) -> tuple[list[str], list[str]]:
+    """(train, held-out): the last ``num_val`` of the sorted list are held out."""
+    subjects = sorted(subjects)
+    if num_val < 0 or num_val >= len(subjects):
+        raise Avat3rError(f"cannot hold out {num_val} of {len(subjects)} subject(s): at least one must remain for training")
+    return (subjects[: len(subjects) - num_val], subjects[len(subjects) - num_val :]) if num_val else (subjects, [])
+
+
+class SubjectPool:
+    """Opens prepared subjects lazily (thousands may be listed, few are touched early)."""
+
+    def __init__(self, data_dir: Path, resolution: int, geometry: str) -> None:
+        self.data_dir, self.name = Path(data_dir), prepared_name(resolution, geometry)
+        self.resolution = resolution
+        self._open: dict[str, PreparedSubject] = {}
+
+    def get(self, subject: str) -> PreparedSubject:
+        if subject not in self._open:
+            prepared = PreparedSubject(self.data_dir / subject / self.name)
+            if prepared.resolution != self.resolution:
+                raise Avat3rError(f"{prepared.path}: resolution {prepared.resolution}, the model needs {self.resolution}")
+            self._open[subject] = prepared
+        return self._open[subject]
+
+    def draw(self, rng: np.random.Generator, subjects: list[str], cfg):
+        """A random subject's random sample, the subject's name, and the sample's ``SampleSpec``."""
+        name = subjects[int(rng.integers(len(subjects)))]
+        subject = self.get(name)
+        spec = sample_views(rng, subject.num_timesteps, subject.camera_centers(), cfg.num_inputs, cfg.num_targets,
+                            consistent_inputs=cfg.consistent_inputs)
+        return subject.sample(spec), name, spec
