@@ -85,16 +85,19 @@ def test_one_real_photo_then_animate(tmp_path):
     assert frames.mean() > 30  # an avatar over white, not an empty or black video
 
 
-@pytest.mark.xfail(strict=True, reason="the bundled avat3r-small does not use the expression code yet (issue 5: "
-                   "it equals the zero-expression baseline); remove this mark when a retrained model does")
-def test_the_bundled_model_follows_the_expression_code():
+def test_the_bundled_model_opens_the_jaw_for_jaw_open():
     avatar = Avatar.load(avatar_dir_for_expression_check())
     jaw = np.zeros(52, np.float32)
     jaw[25] = 1.0  # jawOpen
     with torch.no_grad():
         neutral, opened = avatar.neutral().means, avatar.gaussians_at(jaw).means
-    # An open jaw moves the chin's Gaussians by millimetres at least.
-    assert float((opened - neutral).norm(dim=1).quantile(0.99)) > 0.003
+    moved = (opened - neutral).norm(dim=1)
+    top = moved > moved.quantile(0.99)
+    # The Gaussians that move most sit in the lower face (head frame: +y is down) and move down
+    # by millimetres (measured: 12.5 mm at the 99th percentile, 12.7 mm down on average).
+    assert float(moved.quantile(0.99)) > 0.003
+    assert float(neutral[top, 1].mean()) > 0.03
+    assert float((opened - neutral)[top, 1].mean()) > 0.003
 
 
 def avatar_dir_for_expression_check() -> Path:

@@ -80,8 +80,8 @@ REGISTRY: tuple[WeightsEntry, ...] = (
         description="the default: trained by this project on CPU on synthetic heads (card: weights/avat3r-small/README.md)",
         path="weights/avat3r-small",
         files=(
-            ("config.json", "e6fd16c50bb752af27f735d7c2a8181c9f397294cfcda920f00954a6aef2e1c5"),
-            ("model.safetensors", "a8ddfb061955ae80c6e2854902daa0dc9388d3e8ff361f9fbcd3ff7b3c30c451"),
+            ("config.json", "7e491062ee4c3909842b8aa980be324b0a7b06602707e3492537835e9df1abb4"),
+            ("model.safetensors", "b1236ca815199d72d998d0c073da336129b31112e4dd8472a53b34b73ca4c598"),
         ),
     ),
 )
