@@ -35,8 +35,8 @@ class ModelConfig:
         expression_tokens: S, how many tokens the expression MLP makes (paper: 4).
         expression_hidden: hidden width of the expression MLP (FlexAvatar: 256).
         expression_activation: ``gelu`` or ``relu`` (FlexAvatar's) between the expression MLP's
-            layers. GELU by default: with ReLU our first CPU model lost 90 % of the expression
-            MLP's units to dead ReLUs early in training and then ignored the code for good.
+            layers. GELU by default: with ReLU our first CPU model lost 83-94 % of the expression
+            MLP's units to dead ReLUs during training and then ignored the code.
         expression_modulation: also scale and shift the heads' full-resolution features by the
             code (``modulation.py``; not in the paper, whose only path is cross-attention).
         feature_dim: C_f, channels of optional image features (Sapiens-2B: 1920); 0 = none.
