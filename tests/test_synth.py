@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from cli_fixtures import one_thread  # noqa: F401
 from avat3r_cli.core.expressions import EXPRESSION_DIM, EXPRESSION_INDEX
 from avat3r_cli.data.layout import list_subjects, read_subject
 from avat3r_cli.data.synthetic import (
@@ -27,15 +28,6 @@ from avat3r_cli.data.synthetic import (
 from avat3r_cli.io.mediapipe_assets import load_canonical_face
 from avat3r_cli.preprocess.crop import head_crop_box
 from avat3r_cli.render import render
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Two-thread PyTorch collapses when another process shares the two cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

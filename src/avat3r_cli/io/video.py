@@ -297,16 +297,9 @@ def iter_video_frames(path: str | Path) -> Iterator[np.ndarray]:
         except (OSError, ValueError) as exc:
             raise InputFileError(src, f"cannot read GIF: {exc}") from exc
         return
-    yield from _iter_av_frames(src)
-
-
-def _iter_av_frames(src: Path) -> Iterator[np.ndarray]:
-    for frame, _ in iter_timed_av_frames(src, fallback_fps=DEFAULT_TIMING_FPS):
+    # Frame times are not wanted here, so the fallback rate for untimed frames is immaterial.
+    for frame, _ in iter_timed_av_frames(src, fallback_fps=30.0):
         yield frame
-
-
-# Frame times of frames that carry none (only used for timing, never for frame order).
-DEFAULT_TIMING_FPS = 30.0
 
 
 def av_error_reason(exc: Exception) -> str:

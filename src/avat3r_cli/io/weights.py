@@ -173,6 +173,14 @@ def resolve(spec: str, download: bool = True) -> tuple[Path, str, WeightsEntry |
     return folder, f"hf://{repo}" + (f"@{revision}" if revision else ""), None
 
 
+def resolve_verified(spec: str) -> tuple[Path, str, WeightsEntry | None]:
+    """``resolve(spec)``, then the registry's sha256 checks on the files when it lists any."""
+    folder, source, entry = resolve(spec)
+    if entry is not None and entry.hashes:
+        verify_files(folder, entry.hashes, spec)
+    return folder, source, entry
+
+
 def _fetch(name: str, repo: str | None, revision: str | None, files: tuple[str, ...], download: bool) -> Path:
     assert repo is not None
     if download:
@@ -323,9 +331,7 @@ def load_model(
     """
     import torch
 
-    folder, source, entry = resolve(spec)
-    if entry is not None and entry.hashes:
-        verify_files(folder, entry.hashes, spec)
+    folder, source, entry = resolve_verified(spec)
     module, config = _build_on_meta(build, folder)
     weights_path = folder / WEIGHTS_FILE
     state = read_state_dict(weights_path, device=device)

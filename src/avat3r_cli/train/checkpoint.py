@@ -64,8 +64,8 @@ def load_checkpoint(path: Path, device: torch.device) -> tuple[Avat3r, dict[str,
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise Avat3rError(f"{path}: not an avat3r training checkpoint")
     model = Avat3r(ModelConfig.from_dict(json.loads(meta["model_config"])))
-    state = {**model.state_defaults(), **{k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}}
-    model.load_state_dict(state, strict=True)
+    weights = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
+    model.load_state_dict({**model.state_defaults(), **weights}, strict=True)
     opt_meta = json.loads(meta["optimizer"])
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():

@@ -38,7 +38,7 @@ import torch
 from avat3r_cli.core.errors import Avat3rError
 from avat3r_cli.core.runtime import resolve_device, seed_everything
 from avat3r_cli.io.atomic import atomic_output
-from avat3r_cli.io.weights import WEIGHTS_FILE, read_config, read_state_dict, resolve, save_model, verify_files
+from avat3r_cli.io.weights import WEIGHTS_FILE, read_config, read_state_dict, resolve_verified, save_model
 from avat3r_cli.model.avat3r import Avat3r
 from avat3r_cli.model.config import get_preset
 from avat3r_cli.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
@@ -60,9 +60,9 @@ class TrainConfig:
     and the subject split come from RUN (``preset`` and ``num_subjects_val`` are not used); a
     different ``steps`` reshapes the rest of the schedule. ``init_from`` (weights: a folder,
     registry name or hub id) starts a new run of ``preset`` from those weights instead of a
-    random initialisation (fine-tuning; see ``_initial_weights``); ``reinit`` names submodules of those weights
-    to draw afresh (e.g. ``transformer.expression``); ``changed_weight`` is the expression
-    emphasis of ``train/emphasis.py``.
+    random initialisation (fine-tuning; see ``_initial_weights``); ``reinit`` names submodules
+    of those weights to draw afresh (e.g. ``transformer.expression``); ``changed_weight`` is the
+    expression emphasis of ``train/emphasis.py``.
     """
 
     data_dir: Path
@@ -132,9 +132,6 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
-# -- data ------------------------------------------------------------------------------------
-
-
 # -- distributed -----------------------------------------------------------------------------
 
 
@@ -174,7 +171,8 @@ def _setup(cfg: TrainConfig) -> tuple[_Dist, torch.device]:
 
 
 def _prepare_run(cfg: TrainConfig, dist: _Dist, device: torch.device):
-    """Model, optimizer, start step and the subject split (from the checkpoint when resuming)."""
+    """Model, optimizer, start step, the subject split (from the checkpoint when resuming) and the
+    run's ``SubjectPool``."""
     run = Path(cfg.output_dir)
     ckpt = run / CHECKPOINT_FILE
     if cfg.resume:
@@ -199,7 +197,8 @@ def _prepare_run(cfg: TrainConfig, dist: _Dist, device: torch.device):
         opt_state, start, tensors = None, 0, {}
         subjects = find_subjects(cfg.data_dir, model.config.image_size, cfg.geometry)
         train_subjects, val_subjects = split_subjects(subjects, cfg.num_subjects_val)
-        pool = SubjectPool(cfg.data_dir, model.config.image_size, cfg.geometry)
+    pool = SubjectPool(cfg.data_dir, model.config.image_size, model.config.geometry_backend)
+    if not cfg.resume:
         model.set_expression_stats(*expression_statistics([pool.get(s) for s in train_subjects]))
     dist.barrier()  # every rank has checked the folder before rank 0 writes into it
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
@@ -216,7 +215,7 @@ def _prepare_run(cfg: TrainConfig, dist: _Dist, device: torch.device):
             with atomic_output(run / "split.json") as tmp:
                 tmp.write_text(json.dumps(doc, indent=2) + "\n")
         _truncate_log(run / "log.jsonl", start)
-    return model, optimizer, start, train_subjects, val_subjects
+    return model, optimizer, start, train_subjects, val_subjects, pool
 
 
 def _initial_weights(cfg: TrainConfig, device: torch.device) -> Avat3r:
@@ -227,9 +226,7 @@ def _initial_weights(cfg: TrainConfig, device: torch.device) -> Avat3r:
     their fresh initialisation. ``cfg.reinit`` submodules are then drawn afresh.
     """
     model = Avat3r(get_preset(cfg.preset).replace(geometry_backend=cfg.geometry)).to(device)
-    folder, source, entry = resolve(cfg.init_from)
-    if entry is not None and entry.hashes:
-        verify_files(folder, entry.hashes, cfg.init_from)
+    folder, source, _ = resolve_verified(cfg.init_from)
     trained_on = read_config(folder).get("geometry_backend")
     if trained_on != cfg.geometry:
         raise Avat3rError(f"{source}: trained on {trained_on!r} position maps, "
@@ -243,7 +240,7 @@ def _initial_weights(cfg: TrainConfig, device: torch.device) -> Avat3r:
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
     modules = dict(model.named_modules())
     for name in cfg.reinit:
-        if name not in modules or not name:
+        if not name or name not in modules:
             raise Avat3rError(f"--reinit {name!r}: the model has no such submodule (e.g. transformer.expression)")
         for sub in modules[name].modules():
             if hasattr(sub, "reset_parameters"):
@@ -281,9 +278,7 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> TrainResult:
 
 def _train(cfg: TrainConfig, progress: Progress | None, dist: _Dist, device: torch.device) -> TrainResult:
     run = Path(cfg.output_dir)
-    model, optimizer, start, train_subjects, val_subjects = _prepare_run(cfg, dist, device)
-    res = model.config.image_size
-    pool = SubjectPool(cfg.data_dir, res, model.config.geometry_backend)
+    model, optimizer, start, train_subjects, val_subjects, pool = _prepare_run(cfg, dist, device)
     ddp: torch.nn.Module = model
     if dist.enabled:
         from torch.nn.parallel import DistributedDataParallel
