@@ -47,10 +47,10 @@ def render(
             avatar, output, frames=frames, size=size, fps=fps, background=background,
             device=device, fov_deg=fov, elevation_deg=elevation, progress=on_progress,
         )
-    shown = f"{result.path}/" if result.kind == "png" else str(result.path)
-    what = ("PNG " if result.kind == "png" else "") + ("frame" if result.frames == 1 else "frames")
+    shown = f"{result.video.path}/" if result.video.kind == "png" else str(result.video.path)
+    what = ("PNG " if result.video.kind == "png" else "") + ("frame" if result.video.frames == 1 else "frames")
     console.print(
-        f"Wrote {shown} ({result.frames} {what}, {result.width}x{result.height}, {result.fps} fps) "
+        f"Wrote {shown} ({result.video.frames} {what}, {result.video.width}x{result.video.height}, {result.video.fps} fps) "
         f"in {result.seconds:.1f} s on {result.device}",
         markup=False,
     )

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -64,6 +65,11 @@ class VideoInfo:
     height: int
     width: int
     fps: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict (the path as a string)."""
+        return {"path": str(self.path), "kind": self.kind, "frames": self.frames, "height": self.height,
+                "width": self.width, "fps": self.fps}
 
 
 def video_kind(path: str | Path) -> str:

@@ -26,7 +26,7 @@ from avat3r_cli.core.gaussians import Gaussians
 from avat3r_cli.core.runtime import resolve_device
 from avat3r_cli.io.atomic import atomic_output
 from avat3r_cli.io.ply import write_ply
-from avat3r_cli.io.video import to_uint8_frame, write_video
+from avat3r_cli.io.video import VideoInfo, to_uint8_frame, write_video
 from avat3r_cli.pipeline.avatar import Avatar
 from avat3r_cli.pipeline.expression_files import read_expressions, read_poses
 from avat3r_cli.pipeline.expression_tour import label_frame
@@ -48,17 +48,14 @@ class AnimateResult:
     """What ``run_animate`` wrote.
 
     Attributes:
-        path: the video; frames, width, height, fps as stored.
+        video: the written video (path, frames, stored size, fps).
+        camera: the view it was rendered from.
         ply_dir: the folder of per-frame .ply files, or None.
         gaussians: N per frame; device: where it ran; seconds: wall time.
         warnings: one-line notes about the inputs (ignored columns, ...).
     """
 
-    path: Path
-    frames: int
-    width: int
-    height: int
-    fps: int
+    video: VideoInfo
     camera: str
     ply_dir: Path | None
     gaussians: int
@@ -68,8 +65,7 @@ class AnimateResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "path": str(self.path), "frames": self.frames, "width": self.width, "height": self.height,
-            "fps": self.fps, "camera": self.camera, "ply_dir": None if self.ply_dir is None else str(self.ply_dir),
+            **{k: v for k, v in self.video.to_dict().items() if k != "kind"}, "camera": self.camera, "ply_dir": None if self.ply_dir is None else str(self.ply_dir),
             "gaussians": self.gaussians, "device": self.device, "seconds": round(self.seconds, 3),
             "warnings": self.warnings,
         }
@@ -212,7 +208,7 @@ def run_animate(
         with atomic_output(ply_folder) as tmp:
             info = write(tmp)
     return AnimateResult(
-        path=info.path, frames=info.frames, width=info.width, height=info.height, fps=info.fps, camera=camera,
+        video=info, camera=camera,
         ply_dir=ply_folder, gaussians=neutral.count, device=str(dev), seconds=time.perf_counter() - start,
         warnings=warnings,
     )

@@ -28,7 +28,7 @@ from avat3r_cli import __version__
 from avat3r_cli.core.errors import Avat3rError
 from avat3r_cli.core.runtime import resolve_device
 from avat3r_cli.io.ply import write_ply
-from avat3r_cli.io.video import write_video
+from avat3r_cli.io.video import VideoInfo, write_video
 from avat3r_cli.pipeline.avatar import AVATAR_PLY, Avatar, resolve_weights_spec
 from avat3r_cli.pipeline.bundle import AvatarBundle, BundleMetadata, bundle_path_for, save_bundle
 from avat3r_cli.pipeline.expression_tour import TOUR_FPS, frames_per_expression, tour_frames
@@ -255,6 +255,10 @@ def _write_videos(
     )
     timings["expressions"] = time.perf_counter() - t
     return {
-        "turntable": {"frames": turn.frames, "width": turn.width, "height": turn.height, "fps": turn.fps},
-        "expressions": {"frames": tour.frames, "width": tour.width, "height": tour.height, "fps": tour.fps},
+        "turntable": _video_entry(turn.video),
+        "expressions": _video_entry(tour),
     }
+
+
+def _video_entry(info: VideoInfo) -> dict[str, int]:
+    return {"frames": info.frames, "width": info.width, "height": info.height, "fps": info.fps}

@@ -19,7 +19,7 @@ from avat3r_cli.core.errors import Avat3rError
 from avat3r_cli.core.gaussians import Gaussians
 from avat3r_cli.core.runtime import resolve_device
 from avat3r_cli.io.ply import read_ply
-from avat3r_cli.io.video import video_kind, write_video
+from avat3r_cli.io.video import VideoInfo, video_kind, write_video
 from avat3r_cli.render.api import parse_background, render
 
 # Bounds checked before any work so a typo fails in milliseconds, not after a long render.
@@ -37,23 +37,14 @@ class TurntableResult:
     """What ``render_turntable`` wrote.
 
     Attributes:
-        path: the output (``.mp4``, ``.gif`` or a folder of PNG frames).
-        kind: ``"mp4"``, ``"gif"`` or ``"png"``.
-        frames: number of frames T rendered.
-        height, width: stored frame size in pixels.
-        fps: frames per second.
+        video: the written video (path, kind, frames T, stored size, fps).
         device: the torch device rendered on, e.g. ``"cpu"`` or ``"cuda:0"``.
         gaussians: number of Gaussians N in the avatar.
         orbit_radius: camera distance from the avatar's centre (world units, metres).
         seconds: wall time of the whole call (loading, rendering and encoding).
     """
 
-    path: Path
-    kind: str
-    frames: int
-    height: int
-    width: int
-    fps: int
+    video: VideoInfo
     device: str
     gaussians: int
     orbit_radius: float
@@ -62,12 +53,7 @@ class TurntableResult:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable dict (the path as a string)."""
         return {
-            "path": str(self.path),
-            "kind": self.kind,
-            "frames": self.frames,
-            "height": self.height,
-            "width": self.width,
-            "fps": self.fps,
+            **self.video.to_dict(),
             "device": self.device,
             "gaussians": self.gaussians,
             "orbit_radius": self.orbit_radius,
@@ -174,7 +160,7 @@ def render_turntable(
         Avat3rError: bad arguments, an unusable input file or output path, a missing device.
     """
     start = time.perf_counter()
-    kind, bg = validate_turntable_args(output, frames, size, fps, background, fov_deg, elevation_deg)
+    _, bg = validate_turntable_args(output, frames, size, fps, background, fov_deg, elevation_deg)
     dev = resolve_device(device)
     gaussians = read_ply(avatar_path).to(dev)
     cams, radius = turntable_cameras(gaussians, frames, size, fov_deg, elevation_deg)
@@ -194,12 +180,7 @@ def render_turntable(
 
     info = write_video(output, frame_stream(), fps=fps)
     return TurntableResult(
-        path=info.path,
-        kind=kind,
-        frames=info.frames,
-        height=info.height,
-        width=info.width,
-        fps=info.fps,
+        video=info,
         device=str(dev),
         gaussians=gaussians.count,
         orbit_radius=float(radius),
