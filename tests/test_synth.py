@@ -189,7 +189,14 @@ def test_synth_command(tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["generated"] == 1 and summary["images"] == 2
+    assert (summary["generated"], summary["skipped"], summary["images"]) == (1, 0, 2)
+    # A shard counts only its own subjects: subject_0000 belongs to shard 0, not to 1/2.
+    shard = [*args[:3], "2", *args[4:], "--shard", "1/2"]
+    for generated, skipped in ((1, 0), (0, 1)):
+        result = CliRunner().invoke(app, shard)
+        assert result.exit_code == 0, result.output
+        summary = json.loads(result.stdout.strip().splitlines()[-1])
+        assert (summary["generated"], summary["skipped"]) == (generated, skipped)
     assert read_subject(out / "subject_0000").expressions.shape == (1, EXPRESSION_DIM)
     bad = CliRunner().invoke(app, ["-o", str(out), "--subjects", "0"])
     assert bad.exit_code != 0

@@ -42,8 +42,7 @@ def synth(
         on_progress = counter(bar, "Rendering")
         result = synthesize(output, subjects, seed=seed, timesteps=timesteps, cameras=cameras,
                             resolution=resolution, progress=on_progress, shard=(index, count))
-    skipped = result.subjects - result.generated
-    note = f", {skipped} already complete" if skipped else ""
+    note = f", {result.skipped} already complete" if result.skipped else ""
     missed = f"; MediaPipe left {result.unlabelled} timesteps unlabelled" if result.unlabelled else ""
     console.print(
         f"Wrote {result.output}/ ({result.generated} subjects, {result.images} images{note}) "

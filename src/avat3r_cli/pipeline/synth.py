@@ -25,7 +25,8 @@ class SynthResult:
     Attributes:
         output: the dataset folder.
         subjects: subjects in the dataset.
-        generated: subjects rendered by this call (the others were already complete).
+        generated: subjects rendered by this call.
+        skipped: subjects of this call's shard that were already complete (not rendered again).
         images: images rendered by this call.
         missed_frontal: timesteps whose frontal view MediaPipe missed (a nearer view labelled them).
         unlabelled: timesteps no view of which MediaPipe detected (their code is zeros).
@@ -36,6 +37,7 @@ class SynthResult:
     output: Path
     subjects: int
     generated: int
+    skipped: int
     images: int
     missed_frontal: int
     unlabelled: int
@@ -44,7 +46,7 @@ class SynthResult:
 
     def to_dict(self) -> dict:
         return {"output": str(self.output), "subjects": self.subjects, "generated": self.generated,
-                "images": self.images, "missed_frontal": self.missed_frontal, "unlabelled": self.unlabelled,
+                "skipped": self.skipped, "images": self.images, "missed_frontal": self.missed_frontal, "unlabelled": self.unlabelled,
                 "gaussians": self.gaussians, "seconds": round(self.seconds, 3)}
 
 
@@ -67,7 +69,8 @@ def synthesize(output: str | Path, subjects: int, seed: int = 0, timesteps: int 
                                resolution=resolution, progress=progress, shard=shard)
     made = [r for r in results if r is not None]
     return SynthResult(
-        output=Path(output), subjects=subjects, generated=len(made), images=len(made) * timesteps * cameras,
+        output=Path(output), subjects=subjects, generated=len(made), skipped=len(results) - len(made),
+        images=len(made) * timesteps * cameras,
         missed_frontal=sum(r.missed_frontal for r in made), unlabelled=sum(r.missed_all for r in made),
         gaussians=made[-1].gaussians if made else 0, seconds=time.perf_counter() - start,
     )
