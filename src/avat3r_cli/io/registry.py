@@ -81,7 +81,7 @@ REGISTRY: tuple[WeightsEntry, ...] = (
         path="weights/avat3r-small",
         files=(
             ("config.json", "7e491062ee4c3909842b8aa980be324b0a7b06602707e3492537835e9df1abb4"),
-            ("model.safetensors", "b1236ca815199d72d998d0c073da336129b31112e4dd8472a53b34b73ca4c598"),
+            ("model.safetensors", "2c5ca1d2044bb40afa9ec5d382e75bb9fa87863175f4766cda00f73395d481a2"),
         ),
     ),
 )
