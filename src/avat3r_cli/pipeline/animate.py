@@ -65,7 +65,8 @@ class AnimateResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            **{k: v for k, v in self.video.to_dict().items() if k != "kind"}, "camera": self.camera, "ply_dir": None if self.ply_dir is None else str(self.ply_dir),
+            **self.video.to_dict(), "camera": self.camera,
+            "ply_dir": None if self.ply_dir is None else str(self.ply_dir),
             "gaussians": self.gaussians, "device": self.device, "seconds": round(self.seconds, 3),
             "warnings": self.warnings,
         }
