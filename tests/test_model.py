@@ -316,6 +316,29 @@ def test_expression_modulation_starts_as_the_identity_and_then_follows_the_code(
     assert PRESETS["small"].config.expression_modulation and not PRESETS["paper"].config.expression_modulation
 
 
+def test_expression_mixing_starts_as_the_identity_loads_older_weights_and_folds_statistics() -> None:
+    config = TINY.replace(expression_mixing=True)
+    mixing, plain = build(config), build(TINY)
+    # Weights without the mixing layer (every shipped model) load; the layer keeps its zero init.
+    missing = mixing.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == ["modulation.mixing.bias", "modulation.mixing.weight"]
+    x, code = make_inputs(config, 2), expression(3)
+    with torch.no_grad():
+        a, b = mixing(x, code), plain(x, code)
+        for f in MAP_FIELDS[:5]:
+            torch.testing.assert_close(getattr(a, f), getattr(b, f))
+        torch.nn.init.normal_(mixing.modulation.mixing.weight, std=0.05)
+        moved = mixing(x, code)
+        assert float((moved.means - a.means).abs().max()) > 1e-4
+        assert float((moved.means - mixing(x, expression(4)).means).abs().max()) > 1e-4
+        g = torch.Generator().manual_seed(5)
+        mixing.set_expression_stats(torch.rand(52, generator=g), 0.05 + torch.rand(52, generator=g))
+        for f in MAP_FIELDS[:5]:
+            torch.testing.assert_close(getattr(mixing(x, code), f), getattr(moved, f), atol=2e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="expression_mixing needs expression_modulation"):
+        ModelConfig(expression_mixing=True)
+
+
 def _modulation_checks(with_mod: Avat3r, without: Avat3r, x: ViewInputs) -> None:
     a, b = with_mod(x, expression(0)), without(x, expression(0))
     for f in MAP_FIELDS[:5]:

@@ -39,6 +39,9 @@ class ModelConfig:
             MLP's units to dead ReLUs during training and then ignored the code.
         expression_modulation: also scale and shift the heads' full-resolution features by the
             code (``modulation.py``; not in the paper, whose only path is cross-attention).
+        expression_mixing: with the modulation, also mix the features' channels by a
+            code-dependent matrix (``f + f A(code)``), so one code can change different pixels
+            differently; off in every preset so far (an experiment for small expressions).
         feature_dim: C_f, channels of optional image features (Sapiens-2B: 1920); 0 = none.
         upsample_stages: x2 pixel-shuffle stages with windowed attention after the transformer;
             the rest of the patch factor is a single pixel shuffle into the full-resolution head.
@@ -67,6 +70,7 @@ class ModelConfig:
     expression_hidden: int = 256
     expression_activation: str = "gelu"
     expression_modulation: bool = False
+    expression_mixing: bool = False
     feature_dim: int = 0
     upsample_stages: int = 2
     upsample_min_channels: int = 32
@@ -110,6 +114,8 @@ class ModelConfig:
                 problems.append(f"{name} must be positive")
         if self.expression_activation not in ("gelu", "relu"):
             problems.append(f"expression_activation {self.expression_activation!r} is not gelu or relu")
+        if self.expression_mixing and not self.expression_modulation:
+            problems.append("expression_mixing needs expression_modulation")
         if problems:
             raise ValueError("invalid model config: " + "; ".join(problems))
 
