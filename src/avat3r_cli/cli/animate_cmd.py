@@ -39,9 +39,10 @@ def animate(
             weights=weights, device=device, background=background, progress=on_progress,
             warn=lambda line: console.print(Text.assemble(("Warning: ", "yellow"), line)),
         )
-    plys = f" and {result.video.frames} .ply files in {result.ply_dir}/" if result.ply_dir else ""
+    video = result.video
+    plys = f" and {video.frames} .ply files in {result.ply_dir}/" if result.ply_dir else ""
     console.print(
-        f"Wrote {result.video.path} ({result.video.frames} frames, {result.video.width}x{result.video.height}, {result.video.fps} fps){plys} "
+        f"Wrote {video.path} ({video.frames} frames, {video.width}x{video.height}, {video.fps} fps){plys} "
         f"in {result.seconds:.1f} s on {result.device}",
         markup=False,
     )

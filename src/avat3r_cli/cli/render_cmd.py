@@ -47,10 +47,11 @@ def render(
             avatar, output, frames=frames, size=size, fps=fps, background=background,
             device=device, fov_deg=fov, elevation_deg=elevation, progress=on_progress,
         )
-    shown = f"{result.video.path}/" if result.video.kind == "png" else str(result.video.path)
-    what = ("PNG " if result.video.kind == "png" else "") + ("frame" if result.video.frames == 1 else "frames")
+    video = result.video
+    shown = f"{video.path}/" if video.kind == "png" else str(video.path)
+    what = ("PNG " if video.kind == "png" else "") + ("frame" if video.frames == 1 else "frames")
     console.print(
-        f"Wrote {shown} ({result.video.frames} {what}, {result.video.width}x{result.video.height}, {result.video.fps} fps) "
+        f"Wrote {shown} ({video.frames} {what}, {video.width}x{video.height}, {video.fps} fps) "
         f"in {result.seconds:.1f} s on {result.device}",
         markup=False,
     )

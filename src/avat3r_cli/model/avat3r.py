@@ -9,7 +9,8 @@ skips. It is split for animation:
   pixel footprints). Cache it per avatar.
 * ``decode(encoded, expression)`` runs the rest. The expression enters by cross-attention inside
   every block (and, with ``expression_modulation``, scales the heads' features), so the remaining
-  transformer, the upsampler and the heads all depend on it and must run for each new expression (this is why the paper drives at ~8 fps, not at raster speed).
+  transformer, the upsampler and the heads all depend on it and must run for each new expression
+  (this is why the paper drives at ~8 fps, not at raster speed).
 
 ``forward(inputs, expression)`` is exactly ``decode(encode_views(inputs), expression)``.
 """

@@ -29,7 +29,7 @@ from avat3r_cli.model.config import ModelConfig
 
 
 class ExpressionModulation(nn.Module):
-    """Code ``[B, E]`` -> per-channel ``(gamma, beta)``, optionally a ``[C, C]`` mixing, on ``[B*V, H, W, C]``."""
+    """Code ``[B, E]`` -> per-channel ``(gamma, beta)`` (and a ``[C, C]`` mixing) on ``[B*V, H, W, C]``."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()

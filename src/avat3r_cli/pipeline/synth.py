@@ -46,8 +46,8 @@ class SynthResult:
 
     def to_dict(self) -> dict:
         return {"output": str(self.output), "subjects": self.subjects, "generated": self.generated,
-                "skipped": self.skipped, "images": self.images, "missed_frontal": self.missed_frontal, "unlabelled": self.unlabelled,
-                "gaussians": self.gaussians, "seconds": round(self.seconds, 3)}
+                "skipped": self.skipped, "images": self.images, "missed_frontal": self.missed_frontal,
+                "unlabelled": self.unlabelled, "gaussians": self.gaussians, "seconds": round(self.seconds, 3)}
 
 
 def synthesize(output: str | Path, subjects: int, seed: int = 0, timesteps: int = 6, cameras: int = 12,

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from avat3r_cli.core.errors import Avat3rError
-from avat3r_cli.data.prepared import PreparedSubject, prepared_name
-from avat3r_cli.data.sampler import sample_views
+from avat3r_cli.data.prepared import PreparedSubject, TrainingSample, prepared_name
+from avat3r_cli.data.sampler import SampleSpec, sample_views
+
+if TYPE_CHECKING:
+    from avat3r_cli.train.trainer import TrainConfig
 
 
 def find_subjects(data_dir: Path, resolution: int, geometry: str) -> list[str]:
@@ -47,7 +51,8 @@ class SubjectPool:
             self._open[subject] = prepared
         return self._open[subject]
 
-    def draw(self, rng: np.random.Generator, subjects: list[str], cfg):
+    def draw(self, rng: np.random.Generator, subjects: list[str],
+             cfg: TrainConfig) -> tuple[TrainingSample, str, SampleSpec]:
         """A random subject's random sample, the subject's name, and the sample's ``SampleSpec``."""
         name = subjects[int(rng.integers(len(subjects)))]
         subject = self.get(name)

@@ -2,9 +2,9 @@
 
 Per subject: a random identity, T timesteps (0 neutral, then random expressions, see
 ``random_expression``) seen by C cameras (camera 0 frontal, the rest spread over yaw -90..90 and
-pitch -30..30), each image over
-its own random background. A timestep's expression code is what MediaPipe reads from the most
-frontal view (DESIGN.md); the deformer weights that made it are saved beside it.
+pitch -30..30), each image over its own random background. A timestep's expression code is what
+MediaPipe reads from the most frontal view (DESIGN.md); the deformer weights that made it are
+saved beside it.
 
 Letters: T timesteps, C cameras, R image side.
 """
