@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +101,23 @@ def test_init_from_weights_without_the_modulation_adds_it_at_identity(dataset, t
     torch.testing.assert_close(a.means, b.means, atol=1e-5, rtol=1e-4)
 
 
+def test_expression_mixing_joins_weights_trained_without_it(dataset, base_run, tmp_path):
+    run = tmp_path / "mixing"
+    train(config(dataset, run, init_from=str(base_run / "model"), lr=0.0, expression_mixing=True))
+    a, _ = load_avat3r(str(base_run / "model"))
+    b, info = load_avat3r(str(run / "model"))
+    assert info.config["expression_mixing"] and not a.config.expression_mixing
+    assert not b.modulation.mixing.weight.detach().any()  # zero-started: the same function
+    sample = fixed_sample(dataset)
+    with torch.no_grad():
+        ma, mb = a(sample.inputs, sample.expression), b(sample.inputs, sample.expression)
+    torch.testing.assert_close(ma.means, mb.means, atol=1e-5, rtol=1e-4)
+    moved = tmp_path / "moved"
+    train(config(dataset, moved, init_from=str(base_run / "model"), expression_mixing=True))
+    c, _ = load_avat3r(str(moved / "model"))
+    assert c.modulation.mixing.weight.detach().any()  # and it trains
+
+
 def test_init_from_weights_of_another_size_is_refused(dataset, base_run, tmp_path):
     with pytest.raises(Avat3rError, match="do not fit preset 'small'"):
         train(config(dataset, tmp_path / "x", init_from=str(base_run / "model"), preset="small"))
@@ -113,10 +131,12 @@ def test_init_from_refuses_other_position_maps(dataset, base_run, tmp_path):
 def test_train_command_fine_tunes_with_emphasis(dataset, base_run, tmp_path):
     run = tmp_path / "cli"
     result = invoke("train", "--data", dataset, "-o", run, "--init", base_run / "model", "--changed-weight", "4",
+                    "--expression-mixing",
                     "--steps", "2", "--val-subjects", "1", "--validate-every", "0", "--checkpoint-every", "0",
                     "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert [r["step"] for r in read_log(run)] == [1, 2] and (run / "model" / "model.safetensors").is_file()
+    assert json.loads((run / "model" / "config.json").read_text())["expression_mixing"]
     missing = invoke("train", "--data", dataset, "-o", tmp_path / "y", "--init", tmp_path / "nowhere")
     assert missing.exit_code == 1 and "nowhere" in missing.output
 

@@ -58,6 +58,10 @@ def train(
         float,
         typer.Option(min=0.0, help="Extra L1 weight on the pixels the target's expression changes (0: off)."),
     ] = 0.0,
+    expression_mixing: Annotated[
+        bool,
+        typer.Option("--expression-mixing", help="Add the code-driven channel mixing to the preset (zero-started)."),
+    ] = False,
     stop_after: Annotated[
         int | None, typer.Option(min=1, help="Stop after this step (resume later); the schedule still spans --steps.")
     ] = None,
@@ -75,7 +79,7 @@ def train(
         num_targets=targets, seed=seed, checkpoint_every=checkpoint_every, validate_every=validate_every,
         device=device, resume=resume, geometry=geometry, consistent_inputs=consistent_inputs,
         num_subjects_val=val_subjects, stop_after=stop_after, changed_weight=changed_weight, init_from=init,
-        reinit=tuple(reinit or ()),
+        reinit=tuple(reinit or ()), expression_mixing=expression_mixing,
     )
     if not resume:
         from avat3r_cli.model.config import get_preset

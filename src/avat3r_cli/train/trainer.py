@@ -40,7 +40,7 @@ from avat3r_cli.core.runtime import resolve_device, seed_everything
 from avat3r_cli.io.atomic import atomic_output
 from avat3r_cli.io.weights import WEIGHTS_FILE, read_config, read_state_dict, resolve_verified, save_model
 from avat3r_cli.model.avat3r import Avat3r
-from avat3r_cli.model.config import get_preset
+from avat3r_cli.model.config import ModelConfig, get_preset
 from avat3r_cli.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from avat3r_cli.train.emphasis import changed_pixel_weights, expression_statistics
 from avat3r_cli.train.losses import photometric_loss
@@ -62,7 +62,9 @@ class TrainConfig:
     registry name or hub id) starts a new run of ``preset`` from those weights instead of a
     random initialisation (fine-tuning; see ``_initial_weights``); ``reinit`` names submodules
     of those weights to draw afresh (e.g. ``transformer.expression``); ``changed_weight`` is the
-    expression emphasis of ``train/emphasis.py``.
+    expression emphasis of ``train/emphasis.py``; ``expression_mixing`` turns on the preset's
+    expression channel mixing (``model/modulation.py``), zero-started, so it can be added to
+    ``init_from`` weights trained without it.
     """
 
     data_dir: Path
@@ -89,6 +91,7 @@ class TrainConfig:
     changed_weight: float = 0.0
     init_from: str | None = None
     reinit: tuple[str, ...] = ()
+    expression_mixing: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -190,7 +193,7 @@ def _prepare_run(cfg: TrainConfig, dist: _Dist, device: torch.device):
         if cfg.init_from:
             model = _initial_weights(cfg, device)
         else:
-            model = Avat3r(get_preset(cfg.preset).replace(geometry_backend=cfg.geometry)).to(device)
+            model = Avat3r(_model_config(cfg)).to(device)
         if model.config.feature_dim:
             raise Avat3rError(f"the model needs {model.config.feature_backend} image features; "
                               "prepared datasets hold none yet (use tiny, small or base)")
@@ -218,6 +221,13 @@ def _prepare_run(cfg: TrainConfig, dist: _Dist, device: torch.device):
     return model, optimizer, start, train_subjects, val_subjects, pool
 
 
+def _model_config(cfg: TrainConfig) -> ModelConfig:
+    """``cfg.preset`` reading ``cfg.geometry`` maps, with the expression mixing when asked for."""
+    config = get_preset(cfg.preset).replace(geometry_backend=cfg.geometry)
+    # Every preset has the modulation the mixing extends.
+    return config.replace(expression_mixing=True) if cfg.expression_mixing else config
+
+
 def _initial_weights(cfg: TrainConfig, device: torch.device) -> Avat3r:
     """``cfg.preset``'s model with the tensors of ``cfg.init_from`` copied in.
 
@@ -225,7 +235,7 @@ def _initial_weights(cfg: TrainConfig, device: torch.device) -> Avat3r:
     (a module the preset adds, e.g. the expression modulation, which starts as the identity) keep
     their fresh initialisation. ``cfg.reinit`` submodules are then drawn afresh.
     """
-    model = Avat3r(get_preset(cfg.preset).replace(geometry_backend=cfg.geometry)).to(device)
+    model = Avat3r(_model_config(cfg)).to(device)
     folder, source, _ = resolve_verified(cfg.init_from)
     trained_on = read_config(folder).get("geometry_backend")
     if trained_on != cfg.geometry:
