@@ -131,12 +131,13 @@ def test_init_from_refuses_other_position_maps(dataset, base_run, tmp_path):
 def test_train_command_fine_tunes_with_emphasis(dataset, base_run, tmp_path):
     run = tmp_path / "cli"
     result = invoke("train", "--data", dataset, "-o", run, "--init", base_run / "model", "--changed-weight", "4",
-                    "--expression-mixing",
+                    "--expression-mixing", "--expression-field",
                     "--steps", "2", "--val-subjects", "1", "--validate-every", "0", "--checkpoint-every", "0",
                     "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert [r["step"] for r in read_log(run)] == [1, 2] and (run / "model" / "model.safetensors").is_file()
-    assert json.loads((run / "model" / "config.json").read_text())["expression_mixing"]
+    written = json.loads((run / "model" / "config.json").read_text())
+    assert written["expression_mixing"] and written["expression_field"]
     missing = invoke("train", "--data", dataset, "-o", tmp_path / "y", "--init", tmp_path / "nowhere")
     assert missing.exit_code == 1 and "nowhere" in missing.output
 

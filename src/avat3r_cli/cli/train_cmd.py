@@ -62,6 +62,10 @@ def train(
         bool,
         typer.Option("--expression-mixing", help="Add the code-driven channel mixing to the preset (zero-started)."),
     ] = False,
+    expression_field: Annotated[
+        bool,
+        typer.Option("--expression-field", help="Add the learned blendshape field over head positions (zero-started)."),
+    ] = False,
     stop_after: Annotated[
         int | None, typer.Option(min=1, help="Stop after this step (resume later); the schedule still spans --steps.")
     ] = None,
@@ -80,6 +84,7 @@ def train(
         device=device, resume=resume, geometry=geometry, consistent_inputs=consistent_inputs,
         num_subjects_val=val_subjects, stop_after=stop_after, changed_weight=changed_weight, init_from=init,
         reinit=tuple(reinit or ()), expression_mixing=expression_mixing,
+        expression_field=expression_field,
     )
     if not resume:
         from avat3r_cli.model.config import get_preset

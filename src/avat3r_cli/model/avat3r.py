@@ -22,6 +22,7 @@ from torch import nn
 
 from avat3r_cli.core.gaussians import Gaussians, rgb_to_sh_dc
 from avat3r_cli.model.config import ModelConfig
+from avat3r_cli.model.expression_field import ExpressionField
 from avat3r_cli.model.heads import GaussianHeads
 from avat3r_cli.model.inputs import EncodedViews, GaussianMaps, ViewInputs
 from avat3r_cli.model.modulation import ExpressionModulation
@@ -42,6 +43,7 @@ class Avat3r(nn.Module):
         self.upsampler = Upsampler(config)
         self.heads = GaussianHeads(config)
         self.modulation = ExpressionModulation(config) if config.expression_modulation else None
+        self.expression_field = ExpressionField(config, self.heads.raw_dim) if config.expression_field else None
         # Per-channel statistics of the training codes: the code is standardised before use, so a
         # rare, decisive channel (jawOpen: mostly 0) is not drowned by channels that carry a
         # per-person offset (eyeSquint ~0.5). Identity until ``set_expression_stats``.
@@ -63,6 +65,8 @@ class Avat3r(nn.Module):
         self.heads.reset_parameters()
         if self.modulation is not None:
             self.modulation.reset_parameters()
+        if self.expression_field is not None:
+            self.expression_field.reset_parameters()
 
     def state_defaults(self) -> dict[str, torch.Tensor]:
         """Values of tensors that older weights lack: identity code statistics (raw codes)."""
@@ -82,6 +86,8 @@ class Avat3r(nn.Module):
         layers = [self.transformer.expression.mlp[0]]
         if self.modulation is not None:
             layers.append(self.modulation.mlp[0])
+        if self.expression_field is not None:
+            layers.append(self.expression_field.code)
         for layer in layers:
             # y = W (c - m0) / s0 + b  ==  W' (c - m1) / s1 + b'
             scale = std / self.expression_std
@@ -169,7 +175,11 @@ class Avat3r(nn.Module):
         if self.modulation is not None:
             feats = self.modulation(feats, expression)
         log_footprint = encoded.log_footprint.flatten(0, 1).permute(0, 2, 3, 1)
-        attrs = self.heads(feats, log_footprint)
+        raw_delta = None
+        if self.expression_field is not None:
+            positions = encoded.positions.flatten(0, 1).permute(0, 2, 3, 1)  # [BV, H, W, 3]
+            raw_delta = self.expression_field(feats, positions, expression)
+        attrs = self.heads(feats, log_footprint, raw_delta)
         return self._apply_skips(attrs, encoded, b, v, h, w)
 
     @staticmethod

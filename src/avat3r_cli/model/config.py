@@ -42,6 +42,10 @@ class ModelConfig:
         expression_mixing: with the modulation, also mix the features' channels by a
             code-dependent matrix (``f + f A(code)``), so one code can change different pixels
             differently; off in every preset so far (an experiment for small expressions).
+        expression_field: add learned blendshapes over the head-centred frame to the heads'
+            outputs (``expression_field.py``): a change linear in the code, local by position.
+        expression_field_rank: R, the blendshape basis size of the field.
+        expression_field_hidden: width of the field's per-pixel MLP.
         feature_dim: C_f, channels of optional image features (Sapiens-2B: 1920); 0 = none.
         upsample_stages: x2 pixel-shuffle stages with windowed attention after the transformer;
             the rest of the patch factor is a single pixel shuffle into the full-resolution head.
@@ -71,6 +75,9 @@ class ModelConfig:
     expression_activation: str = "gelu"
     expression_modulation: bool = False
     expression_mixing: bool = False
+    expression_field: bool = False
+    expression_field_rank: int = 16
+    expression_field_hidden: int = 64
     feature_dim: int = 0
     upsample_stages: int = 2
     upsample_min_channels: int = 32
@@ -109,7 +116,8 @@ class ModelConfig:
             problems.append("scale_min is above scale_max")
         if self.feature_dim < 0 or (self.feature_dim == 0) != (self.feature_backend == "none"):
             problems.append("feature_backend must be 'none' exactly when feature_dim is 0")
-        for name in ("expression_dim", "expression_tokens", "expression_hidden", "head_channels", "upsample_window"):
+        for name in ("expression_dim", "expression_tokens", "expression_hidden", "head_channels", "upsample_window",
+                     "expression_field_rank", "expression_field_hidden"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be positive")
         if self.expression_activation not in ("gelu", "relu"):

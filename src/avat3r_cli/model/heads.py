@@ -46,6 +46,7 @@ class GaussianHeads(nn.Module):
             start += k
         # One fused linear = one 1x1 conv per attribute, but one pass over the full-resolution
         # features instead of five (measurably cheaper on the CPU at 16k+ pixels per decode).
+        self.raw_dim = start
         self.proj = nn.Linear(config.head_channels, start)
         self.reset_parameters()
 
@@ -55,12 +56,16 @@ class GaussianHeads(nn.Module):
             self.proj.bias.zero_()
             self.proj.bias[self.slices["rotation"]] = torch.tensor([1.0, 0.0, 0.0, 0.0])
 
-    def forward(self, features: torch.Tensor, log_footprint: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, features: torch.Tensor, log_footprint: torch.Tensor, raw_delta: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Attributes per pixel, computed in fp32 whatever autocast says.
 
         Args:
             features: ``[N, H, W, C]``.
             log_footprint: ``[N, H, W, 1]`` log world size of each pixel.
+            raw_delta: optional ``[N, H, W, raw_dim]`` added to the linear outputs before the
+                activations (the expression field's blendshapes).
 
         Returns:
             ``offset [N, H, W, 3]`` (metres), ``color [N, H, W, 3]`` (residual), ``scales
@@ -72,6 +77,8 @@ class GaussianHeads(nn.Module):
         with torch.autocast(device_type=device_type, enabled=False):
             x = features.float()
             flat = nn.functional.linear(x, self.proj.weight.float(), self.proj.bias.float())
+            if raw_delta is not None:
+                flat = flat + raw_delta.float()
             raw = {name: flat[..., sl] for name, sl in self.slices.items()}
             log_scale = (raw["scale"] + cfg.scale_offset).clamp(cfg.scale_min, cfg.scale_max)
             out = {

@@ -62,9 +62,10 @@ class TrainConfig:
     registry name or hub id) starts a new run of ``preset`` from those weights instead of a
     random initialisation (fine-tuning; see ``_initial_weights``); ``reinit`` names submodules
     of those weights to draw afresh (e.g. ``transformer.expression``); ``changed_weight`` is the
-    expression emphasis of ``train/emphasis.py``; ``expression_mixing`` turns on the preset's
-    expression channel mixing (``model/modulation.py``), zero-started, so it can be added to
-    ``init_from`` weights trained without it.
+    expression emphasis of ``train/emphasis.py``; ``expression_mixing`` and ``expression_field``
+    turn on the preset's expression channel mixing (``model/modulation.py``) and expression field
+    (``model/expression_field.py``); both start as the identity, so they can be added to
+    ``init_from`` weights trained without them.
     """
 
     data_dir: Path
@@ -92,6 +93,7 @@ class TrainConfig:
     init_from: str | None = None
     reinit: tuple[str, ...] = ()
     expression_mixing: bool = False
+    expression_field: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -222,10 +224,12 @@ def _prepare_run(cfg: TrainConfig, dist: _Dist, device: torch.device):
 
 
 def _model_config(cfg: TrainConfig) -> ModelConfig:
-    """``cfg.preset`` reading ``cfg.geometry`` maps, with the expression mixing when asked for."""
+    """``cfg.preset`` reading ``cfg.geometry`` maps, with the expression mixing / field when asked for."""
     config = get_preset(cfg.preset).replace(geometry_backend=cfg.geometry)
     # Every preset has the modulation the mixing extends.
-    return config.replace(expression_mixing=True) if cfg.expression_mixing else config
+    if cfg.expression_mixing:
+        config = config.replace(expression_mixing=True)
+    return config.replace(expression_field=True) if cfg.expression_field else config
 
 
 def _initial_weights(cfg: TrainConfig, device: torch.device) -> Avat3r:
