@@ -230,6 +230,10 @@ def expected_parameters(c: ModelConfig) -> int:
     total += linear(hc, 14 + ((c.sh_degree + 1) ** 2 - 1) * 3)
     if c.expression_modulation:
         total += linear(c.expression_dim, c.expression_hidden) + linear(c.expression_hidden, 2 * hc)
+    if c.expression_field:  # point MLP on (position, 6 Fourier bands x sin/cos x 3 axes, features), code, basis
+        raw = 14 + ((c.sh_degree + 1) ** 2 - 1) * 3
+        h, r = c.expression_field_hidden, c.expression_field_rank
+        total += linear(3 + 36 + hc, h) + linear(c.expression_dim, r) + r * (h + 1) * raw
     return total
 
 

@@ -44,6 +44,7 @@ class ModelConfig:
             differently; off in every preset so far (an experiment for small expressions).
         expression_field: add learned blendshapes over the head-centred frame to the heads'
             outputs (``expression_field.py``): a change linear in the code, local by position.
+            On in ``small`` and ``base``: it is what made the bundled model's smiles readable.
         expression_field_rank: R, the blendshape basis size of the field.
         expression_field_hidden: width of the field's per-pixel MLP.
         feature_dim: C_f, channels of optional image features (Sapiens-2B: 1920); 0 = none.
@@ -200,7 +201,7 @@ PRESETS: dict[str, Preset] = {
             ModelConfig(
                 image_size=128, patch_size=16, width=192, depth=4, num_heads=3,
                 upsample_stages=2, upsample_min_channels=64, upsample_layers=1, head_channels=32,
-                expression_modulation=True,
+                expression_modulation=True, expression_field=True,
             ),
             "CPU model: 128^2, patch 16, 64 tokens per view",
         ),
@@ -209,7 +210,7 @@ PRESETS: dict[str, Preset] = {
             ModelConfig(
                 image_size=256, patch_size=16, width=768, depth=8, num_heads=12,
                 upsample_stages=3, upsample_min_channels=64, upsample_layers=2, head_channels=32,
-                expression_modulation=True,
+                expression_modulation=True, expression_field=True,
             ),
             "single-GPU model: 256^2, patch 16, 256 tokens per view",
         ),
