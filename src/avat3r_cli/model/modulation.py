@@ -14,8 +14,10 @@ With ``expression_mixing`` the code also gives a ``[C, C]`` matrix that mixes th
 ``f + f A(e)``: a per-channel scale moves every pixel that has a channel the same way, a mixing
 matrix lets a mouth-corner feature drive a position channel and an eyelid feature a colour one.
 In one CPU overfit of the bundled model on a single subject's smile it separated the smile and
-neutral codes sooner than the per-channel scale alone; it is off in every preset until a model
-trained with it shows the gain.
+neutral codes sooner than the per-channel scale alone, but 2,000 steps of fine-tuning the bundled
+model with it on the full data left smile and blink accuracy near zero (-0.03, -0.02), where the
+expression field (``expression_field.py``) reached 0.42 / 0.11 in 1,000 steps; it stays off in
+every preset, an option for experiments.
 
 Letters: B avatars, V views, H/W pixels, C feature channels, E code length.
 """
