@@ -80,8 +80,8 @@ REGISTRY: tuple[WeightsEntry, ...] = (
         description="the default: trained by this project on CPU on synthetic heads (card: weights/avat3r-small/README.md)",
         path="weights/avat3r-small",
         files=(
-            ("config.json", "7e491062ee4c3909842b8aa980be324b0a7b06602707e3492537835e9df1abb4"),
-            ("model.safetensors", "2c5ca1d2044bb40afa9ec5d382e75bb9fa87863175f4766cda00f73395d481a2"),
+            ("config.json", "7080e81932ebad1d59bb7f66199bf596becd523cd107e5c569fcfe94da5adccf"),
+            ("model.safetensors", "4f507b4dbce21851aa86bb637771c6d443a9e11fbe9c7d5a118e2e726558a336"),
         ),
     ),
 )
