@@ -8,7 +8,8 @@ skips. It is split for animation:
   the first block's self-attention, and the skip inputs (position map, colours, confidence,
   pixel footprints). Cache it per avatar.
 * ``decode(encoded, expression)`` runs the rest. The expression enters by cross-attention inside
-  every block (and, with ``expression_modulation``, scales the heads' features), so the remaining
+  every block (and, with ``expression_modulation``, scales the heads' features; with
+  ``expression_field``, adds learned blendshapes to the heads' outputs), so the remaining
   transformer, the upsampler and the heads all depend on it and must run for each new expression
   (this is why the paper drives at ~8 fps, not at raster speed).
 
