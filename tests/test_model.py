@@ -227,11 +227,11 @@ def expected_parameters(c: ModelConfig) -> int:
         prev = ch
     ratio = c.patch_size // 2**c.upsample_stages
     total += norm(prev) + linear(prev, hc * ratio**2)
-    total += linear(hc, 14 + ((c.sh_degree + 1) ** 2 - 1) * 3)
+    raw = 14 + ((c.sh_degree + 1) ** 2 - 1) * 3  # the heads' outputs
+    total += linear(hc, raw)
     if c.expression_modulation:
         total += linear(c.expression_dim, c.expression_hidden) + linear(c.expression_hidden, 2 * hc)
     if c.expression_field:  # point MLP on (position, 6 Fourier bands x sin/cos x 3 axes, features), code, basis
-        raw = 14 + ((c.sh_degree + 1) ** 2 - 1) * 3
         h, r = c.expression_field_hidden, c.expression_field_rank
         total += linear(3 + 36 + hc, h) + linear(c.expression_dim, r) + r * (h + 1) * raw
     return total
@@ -321,26 +321,35 @@ def test_expression_modulation_starts_as_the_identity_and_then_follows_the_code(
 
 
 def test_expression_mixing_starts_as_the_identity_loads_older_weights_and_folds_statistics() -> None:
-    config = TINY.replace(expression_mixing=True)
-    mixing, plain = build(config), build(TINY)
-    # Weights without the mixing layer (every shipped model) load; the layer keeps its zero init.
-    missing = mixing.load_state_dict(plain.state_dict(), strict=False).missing_keys
-    assert sorted(missing) == ["modulation.mixing.bias", "modulation.mixing.weight"]
-    x, code = make_inputs(config, 2), expression(3)
-    with torch.no_grad():
-        a, b = mixing(x, code), plain(x, code)
-        for f in MAP_FIELDS[:5]:
-            torch.testing.assert_close(getattr(a, f), getattr(b, f))
-        torch.nn.init.normal_(mixing.modulation.mixing.weight, std=0.05)
-        moved = mixing(x, code)
-        assert float((moved.means - a.means).abs().max()) > 1e-4
-        assert float((moved.means - mixing(x, expression(4)).means).abs().max()) > 1e-4
-        g = torch.Generator().manual_seed(5)
-        mixing.set_expression_stats(torch.rand(52, generator=g), 0.05 + torch.rand(52, generator=g))
-        for f in MAP_FIELDS[:5]:
-            torch.testing.assert_close(getattr(mixing(x, code), f), getattr(moved, f), atol=2e-5, rtol=1e-4)
+    check_zero_started_option(
+        TINY.replace(expression_mixing=True), lambda m: m.modulation.mixing.weight,
+        ["modulation.mixing.bias", "modulation.mixing.weight"],
+    )
     with pytest.raises(ValueError, match="expression_mixing needs expression_modulation"):
         ModelConfig(expression_mixing=True)
+
+
+def check_zero_started_option(config: ModelConfig, zero_weight, missing_keys: list[str]) -> None:
+    """An expression option that starts at zero: TINY's weights load (only ``missing_keys`` missing),
+    the outputs are unchanged, once ``zero_weight(model)`` moves they follow the code, and code
+    statistics still fold in without changing them."""
+    with_option, plain = build(config), build(TINY)
+    # Weights without the option (every older model) load; its layers keep their zero init.
+    missing = with_option.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == sorted(missing_keys)
+    x, code = make_inputs(config, 2), expression(3)
+    with torch.no_grad():
+        a, b = with_option(x, code), plain(x, code)
+        for f in MAP_FIELDS[:5]:
+            torch.testing.assert_close(getattr(a, f), getattr(b, f))
+        torch.nn.init.normal_(zero_weight(with_option), std=0.05)
+        moved = with_option(x, code)
+        assert float((moved.means - a.means).abs().max()) > 1e-4
+        assert float((moved.means - with_option(x, expression(4)).means).abs().max()) > 1e-4
+        g = torch.Generator().manual_seed(5)
+        with_option.set_expression_stats(torch.rand(52, generator=g), 0.05 + torch.rand(52, generator=g))
+        for f in MAP_FIELDS[:5]:
+            torch.testing.assert_close(getattr(with_option(x, code), f), getattr(moved, f), atol=2e-5, rtol=1e-4)
 
 
 def _modulation_checks(with_mod: Avat3r, without: Avat3r, x: ViewInputs) -> None:
