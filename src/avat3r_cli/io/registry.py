@@ -81,7 +81,7 @@ REGISTRY: tuple[WeightsEntry, ...] = (
         path="weights/avat3r-small",
         files=(
             ("config.json", "7080e81932ebad1d59bb7f66199bf596becd523cd107e5c569fcfe94da5adccf"),
-            ("model.safetensors", "4f507b4dbce21851aa86bb637771c6d443a9e11fbe9c7d5a118e2e726558a336"),
+            ("model.safetensors", "212fd15d2e83ce1d6d1d2d9496c6a8fd9c9d5d386d734d816b9af361823d34ca"),
         ),
     ),
 )
