@@ -225,11 +225,13 @@ def _prepare_run(cfg: TrainConfig, dist: _Dist, device: torch.device):
 
 def _model_config(cfg: TrainConfig) -> ModelConfig:
     """``cfg.preset`` reading ``cfg.geometry`` maps, with the expression mixing / field when asked for."""
-    config = get_preset(cfg.preset).replace(geometry_backend=cfg.geometry)
+    config = get_preset(cfg.preset)
     # Every preset has the modulation the mixing extends.
-    if cfg.expression_mixing:
-        config = config.replace(expression_mixing=True)
-    return config.replace(expression_field=True) if cfg.expression_field else config
+    return config.replace(
+        geometry_backend=cfg.geometry,
+        expression_mixing=config.expression_mixing or cfg.expression_mixing,
+        expression_field=config.expression_field or cfg.expression_field,
+    )
 
 
 def _initial_weights(cfg: TrainConfig, device: torch.device) -> Avat3r:
