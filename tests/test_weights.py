@@ -72,7 +72,9 @@ def test_save_load_exact(tmp_path: Path, model: Avat3r, saved: Path) -> None:
 
     x = make_inputs(model.config, 2)
     with torch.no_grad():
-        assert torch.equal(model(x, expression(0)).means, loaded(x, expression(0)).means)
+        # Same weights, but not always bitwise-equal outputs: two copies of a tensor can sit at
+        # different alignments and take different SIMD paths (seen: 3e-8).
+        torch.testing.assert_close(model(x, expression(0)).means, loaded(x, expression(0)).means, rtol=0, atol=1e-6)
     # Saving again replaces a folder of model files.
     save_model(loaded, saved)
     # The model file itself is accepted as a spec.
