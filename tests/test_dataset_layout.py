@@ -78,3 +78,66 @@ def test_samples_use_different_input_timesteps():
         assert len(set(spec.input_cameras)) == 4 and len(spec.target_cameras) == 3
     spec = sample_views(rng, 6, ring(8), 4, 3, consistent_inputs=True)
     assert len(set(spec.input_timesteps)) == 1
+
+
+def sphere_rig() -> tuple[np.ndarray, np.ndarray]:
+    """12 cameras all round a head: 6 in front (input candidates), 6 behind, above and below."""
+    front = [(y, p) for y in (-60, -20, 20, 60) for p in (0,)] + [(0, 20), (0, -20)]
+    rest = [(180, 0), (150, 10), (-150, -10), (0, 55), (120, 50), (0, -45)]
+    angles = np.radians(np.array(front + rest, dtype=np.float64))
+    yaw, pitch = angles[:, 0], angles[:, 1]
+    centers = np.stack([-np.sin(yaw) * np.cos(pitch), -np.sin(pitch), -np.cos(yaw) * np.cos(pitch)], axis=1)
+    return centers, np.arange(12) < 6
+
+
+def test_inputs_come_only_from_input_candidates():
+    centers, candidates = sphere_rig()
+    rng = np.random.default_rng(0)
+    targets = set()
+    for _ in range(200):
+        spec = sample_views(rng, 6, centers, num_inputs=4, num_targets=3, input_candidates=candidates)
+        assert all(candidates[c] for c in spec.input_cameras), spec
+        assert len(set(spec.input_cameras)) == 4
+        targets |= set(spec.target_cameras)
+    assert targets == set(range(12))  # targets from every camera, behind and above included
+    # Farthest-viewpoint within the candidates: the frontal ring's ends, not the back cameras.
+    chosen = farthest_viewpoints(centers, 3, first=4, candidates=candidates)
+    assert chosen[0] == 4 and all(candidates[c] for c in chosen)
+    assert {chosen[1], chosen[2]} <= {0, 3, 5}
+    with pytest.raises(ValueError, match="not a candidate"):
+        farthest_viewpoints(centers, 3, first=8, candidates=candidates)
+    with pytest.raises(ValueError, match="no camera"):
+        sample_views(rng, 6, centers, 4, 3, input_candidates=np.zeros(12, dtype=bool))
+    # Fewer candidates than inputs: candidates repeat, never another camera.
+    two = np.zeros(12, dtype=bool)
+    two[[1, 2]] = True
+    spec = sample_views(rng, 6, centers, 4, 3, input_candidates=two)
+    assert set(spec.input_cameras) == {1, 2}
+
+
+def test_datasets_without_the_flag_sample_as_before():
+    """All cameras as candidates (older datasets) gives the very same draws as no flag at all."""
+    centers, _ = sphere_rig()
+    for seed in range(5):
+        a = sample_views(np.random.default_rng(seed), 6, centers, 4, 3)
+        b = sample_views(np.random.default_rng(seed), 6, centers, 4, 3, input_candidates=np.ones(12, dtype=bool))
+        assert a == b
+
+
+def test_input_flags_round_trip(tmp_path):
+    cams = make_subject(tmp_path / "old")
+    subject = read_subject(tmp_path / "old")
+    assert subject.input_views == {} and subject.input_candidates().tolist() == [True] * 4
+    doc = cameras_to_json(cams, {"cam_01": False, "cam_03": True})
+    assert "input" not in doc["cameras"]["cam_00"] and doc["cameras"]["cam_01"]["input"] is False
+    (tmp_path / "old" / "cameras.json").write_text(json.dumps(doc))
+    subject = read_subject(tmp_path / "old")
+    assert subject.input_candidates().tolist() == [True, False, True, True]  # unflagged cameras stay candidates
+    doc["cameras"]["cam_01"]["input"] = "no"
+    (tmp_path / "old" / "cameras.json").write_text(json.dumps(doc))
+    with pytest.raises(InputFileError, match="must be true or false"):
+        read_subject(tmp_path / "old")
+    doc = cameras_to_json(cams, {name: False for name in cams})
+    (tmp_path / "old" / "cameras.json").write_text(json.dumps(doc))
+    with pytest.raises(InputFileError, match="no camera is an input view"):
+        read_subject(tmp_path / "old")

@@ -52,3 +52,16 @@ def test_missing_or_corrupt_files_are_named(tmp_path):
     (tmp_path / "bad.safetensors").write_bytes(b"garbage")
     with pytest.raises(InputFileError, match="bad.safetensors"):
         PreparedSubject(tmp_path / "bad.safetensors")
+
+
+def test_input_views_flag_is_optional(tmp_path):
+    old = tmp_path / "old.safetensors"
+    arrays = fake_prepared(old)
+    assert PreparedSubject(old).input_views.tolist() == [True] * 5  # files from before the flag
+    flagged = tmp_path / "new.safetensors"
+    save_prepared(flagged, {**arrays, "input_views": np.array([1, 1, 0, 1, 0], np.uint8)}, {"resolution": "16"})
+    assert PreparedSubject(flagged).input_views.tolist() == [True, True, False, True, False]
+    bad = tmp_path / "bad.safetensors"
+    save_prepared(bad, {**arrays, "input_views": np.zeros(5, np.uint8)}, {"resolution": "16"})
+    with pytest.raises(InputFileError, match="no input camera"):
+        PreparedSubject(bad)

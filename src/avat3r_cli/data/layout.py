@@ -3,7 +3,7 @@
     DATASET/
       dataset.json                      {"format": "avat3r-multiview", "version": 1, ...}
       SUBJECT/
-        cameras.json                    {"cameras": {"CAM": {"K", "world_to_cam", "height", "width"}}}
+        cameras.json                    {"cameras": {"CAM": {"K", "world_to_cam", "height", "width"[, "input"]}}}
         expressions.npy                 [T, 52] float32, MediaPipe blendshape order
         images/TIMESTEP/CAM.png         RGB (or .jpg); TIMESTEP = 000, 001, ...
         masks/TIMESTEP/CAM.png          optional foreground masks (8-bit, 255 = head)
@@ -14,7 +14,7 @@ Letters: T timesteps, C cameras.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +39,8 @@ class SubjectLayout:
         cameras: camera name -> Camera, in sorted name order.
         expressions: ``[T, 52]`` float32 per-timestep expression codes.
         timesteps: folder names under images/, sorted; T of them.
+        input_views: camera name -> whether it is a plausible input view (cameras.json's optional
+            ``"input"``; a camera without it, as in older datasets, is one).
     """
 
     root: Path
@@ -46,10 +48,15 @@ class SubjectLayout:
     cameras: dict[str, Camera]
     expressions: np.ndarray
     timesteps: tuple[str, ...]
+    input_views: dict[str, bool] = field(default_factory=dict)
 
     @property
     def camera_names(self) -> tuple[str, ...]:
         return tuple(self.cameras)
+
+    def input_candidates(self) -> np.ndarray:
+        """``[C]`` bool in camera-name order: the cameras model inputs may be drawn from."""
+        return np.array([self.input_views.get(name, True) for name in self.cameras], dtype=bool)
 
     def image_path(self, timestep: int, camera: str) -> Path:
         """The image of ``camera`` at timestep index ``timestep`` (any accepted suffix)."""
@@ -66,9 +73,9 @@ class SubjectLayout:
         return path if path.is_file() else None
 
 
-def cameras_to_json(cameras: dict[str, Camera]) -> dict:
-    """The ``cameras.json`` document for ``cameras``."""
-    return {
+def cameras_to_json(cameras: dict[str, Camera], input_views: dict[str, bool] | None = None) -> dict:
+    """The ``cameras.json`` document for ``cameras``; ``input_views`` adds each named camera's ``"input"`` flag."""
+    doc: dict = {
         "cameras": {
             name: {
                 "K": cam.K.tolist(),
@@ -79,6 +86,26 @@ def cameras_to_json(cameras: dict[str, Camera]) -> dict:
             for name, cam in cameras.items()
         }
     }
+    for name, flag in (input_views or {}).items():
+        doc["cameras"][name]["input"] = bool(flag)
+    return doc
+
+
+def read_input_views(path: Path) -> dict[str, bool]:
+    """The optional ``"input"`` flag of each camera in a ``cameras.json`` (cameras without one are left out)."""
+    try:
+        entries = json.loads(path.read_text())["cameras"]
+    except FileNotFoundError:
+        raise InputFileError(path, "file does not exist") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise InputFileError(path, f"not a cameras file ({type(error).__name__}: {error})") from None
+    flags = {}
+    for name, entry in entries.items():
+        if isinstance(entry, dict) and "input" in entry:
+            if not isinstance(entry["input"], bool):
+                raise InputFileError(path, f"camera {name!r}: \"input\" must be true or false, got {entry['input']!r}")
+            flags[name] = entry["input"]
+    return flags
 
 
 def read_cameras(path: Path) -> dict[str, Camera]:
@@ -127,7 +154,10 @@ def read_subject(root: str | Path) -> SubjectLayout:
         raise InputFileError(root, f"{len(timesteps)} timestep folders under images/ but {expressions.shape[0]} expression codes")
     if not np.isfinite(expressions).all():
         raise InputFileError(expr_path, "contains NaN or inf")
-    return SubjectLayout(root, root.name, cameras, expressions, timesteps)
+    input_views = read_input_views(root / "cameras.json")
+    if input_views and not any(input_views.get(name, True) for name in cameras):
+        raise InputFileError(root / "cameras.json", 'no camera is an input view (every "input" is false)')
+    return SubjectLayout(root, root.name, cameras, expressions, timesteps, input_views)
 
 
 def list_subjects(dataset: str | Path) -> list[str]:

@@ -69,6 +69,7 @@ def prepare_subject(subject_dir: Path, resolution: int, analyzer: FaceAnalyzer, 
         "K": np.stack([cam.K.numpy() for cam in crop_cams]).astype(np.float32),
         "world_to_cam": np.stack([cam.world_to_cam.numpy() for cam in crop_cams]).astype(np.float32),
         "expressions": subject.expressions,
+        "input_views": subject.input_candidates().astype(np.uint8),
     }
     save_prepared(path, arrays, {"geometry": geometry, "resolution": str(r), "cameras": ",".join(names),
                                  "faces_detected": f"{detected}/{t_count * c_count}"})

@@ -11,6 +11,8 @@ crop, position maps) once per image, and stores one safetensors file per subject
       K           float32 [C, 3, 3]         crop intrinsics
       world_to_cam float32 [C, 4, 4]
       expressions float32 [T, 52]
+      input_views uint8   [C]               optional: 1 where the camera may be a model input
+                                            (cameras.json's "input"); absent in older files: all 1
 
 Training reads only the slices a sample needs (safetensors slicing), so thousands of subjects
 fit on disk without being loaded.
@@ -72,7 +74,11 @@ class TrainingSample:
 
 
 class PreparedSubject:
-    """Lazy access to one prepared subject file."""
+    """Lazy access to one prepared subject file.
+
+    ``input_views`` ``[C]`` bool says which cameras may be model inputs (all of them in files
+    written before the flag existed).
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -85,6 +91,7 @@ class PreparedSubject:
                 self.K = f.get_tensor("K")
                 self.world_to_cam = f.get_tensor("world_to_cam")
                 self.expressions = f.get_tensor("expressions")
+                flags = f.get_tensor("input_views") if "input_views" in keys else None
                 shape = f.get_slice("images").get_shape()
         except Exception as error:  # safetensors raises its own error types
             raise InputFileError(self.path, f"not a readable prepared subject ({error})") from None
@@ -92,6 +99,13 @@ class PreparedSubject:
         if missing:
             raise InputFileError(self.path, f"missing tensors: {', '.join(missing)}")
         self.num_timesteps, self.num_cameras, self.resolution = int(shape[0]), int(shape[1]), int(shape[2])
+        if flags is None:
+            self.input_views = np.ones(self.num_cameras, dtype=bool)
+        elif tuple(flags.shape) != (self.num_cameras,) or not bool(flags.any()):
+            raise InputFileError(self.path, f"input_views has shape {list(flags.shape)} or no input camera, "
+                                            f"expected [{self.num_cameras}] with at least one 1")
+        else:
+            self.input_views = flags.numpy().astype(bool)
 
     def camera_centers(self) -> np.ndarray:
         """``[C, 3]`` camera centres in the head frame."""

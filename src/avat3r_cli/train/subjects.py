@@ -57,5 +57,5 @@ class SubjectPool:
         name = subjects[int(rng.integers(len(subjects)))]
         subject = self.get(name)
         spec = sample_views(rng, subject.num_timesteps, subject.camera_centers(), cfg.num_inputs, cfg.num_targets,
-                            consistent_inputs=cfg.consistent_inputs)
+                            consistent_inputs=cfg.consistent_inputs, input_candidates=subject.input_views)
         return subject.sample(spec), name, spec

@@ -35,7 +35,7 @@ def validate(model: torch.nn.Module, pool, subject: str, cfg, device: torch.devi
     rng = np.random.default_rng([cfg.seed, _VAL_STREAM])
     prepared = pool.get(subject)
     spec = sample_views(rng, prepared.num_timesteps, prepared.camera_centers(), cfg.num_inputs, cfg.num_targets,
-                        consistent_inputs=cfg.consistent_inputs)
+                        consistent_inputs=cfg.consistent_inputs, input_candidates=prepared.input_views)
     sample = prepared.sample(spec)
     out = render_sample(net, sample, torch.ones(3), device, autocast=cfg.bf16)
     net.train(was_training)

@@ -74,6 +74,11 @@ def _rings(ids, count: int, exclude=()) -> list[list[int]]:
     return rings
 
 
+def vertex_rings(ids, count: int) -> list[list[int]]:
+    """``count`` successive rings of canonical-mesh vertices around ``ids`` (ring 1 = their neighbours)."""
+    return _rings(list(ids), count)
+
+
 def neutral_vertices(vertices: np.ndarray) -> np.ndarray:
     """``[468, 3]`` canonical vertices with the lips closed (the canonical mesh parts them by 0.58 cm).
 

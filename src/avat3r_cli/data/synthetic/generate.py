@@ -1,10 +1,11 @@
 """Render synthetic multi-view subjects into the dataset layout (data/layout.py).
 
 Per subject: a random identity, T timesteps (0 neutral, then random expressions, see
-``random_expression``) seen by C cameras (camera 0 frontal, the rest spread over yaw -90..90 and
-pitch -30..30), each image over its own random background. A timestep's expression code is what
-MediaPipe reads from the most frontal view (DESIGN.md); the deformer weights that made it are
-saved beside it.
+``random_expression``, each with small amplitudes of other deformers, see ``expression_noise``)
+seen by C cameras (camera 0 frontal, about half the rest where a user shoots photos, the others
+all round the head: see ``cameras.synth_cameras``), each image over its own random background
+with a little sensor noise. A timestep's expression code is what MediaPipe reads from the most
+frontal view (DESIGN.md); the deformer weights that made it are saved beside it.
 
 Letters: T timesteps, C cameras, R image side.
 """
@@ -12,7 +13,6 @@ Letters: T timesteps, C cameras, R image side.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,14 +22,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from avat3r_cli.core.camera import Camera, intrinsics_from_fov, look_at
 from avat3r_cli.core.expressions import EXPRESSION_DIM
 from avat3r_cli.data.layout import cameras_to_json, write_dataset_index
+from avat3r_cli.data.synthetic.cameras import synth_cameras
 from avat3r_cli.data.synthetic.deformers import DEFORMERS, weights_vector
 from avat3r_cli.data.synthetic.head import head_model
 from avat3r_cli.data.synthetic.identity import Identity, sample_identity
 from avat3r_cli.io.atomic import atomic_output
-from avat3r_cli.preprocess.crop import HEAD_CENTER, HEAD_RADIUS
 from avat3r_cli.render.api import render
 
 if TYPE_CHECKING:
@@ -38,7 +37,7 @@ if TYPE_CHECKING:
 Progress = Callable[[int, int], None]
 """Called as ``progress(done, total)`` in rendered images."""
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 SUBJECT_SEED_STRIDE = 100003
 # Deformers that exclude each other (a jaw cannot go both ways).
 _EXCLUSIVE = {"jawLeft": "jawRight", "jawRight": "jawLeft", "mouthLeft": "mouthRight", "mouthRight": "mouthLeft",
@@ -48,39 +47,8 @@ _PAIRS = {"mouthSmileLeft": "mouthSmileRight", "eyeBlinkLeft": "eyeBlinkRight", 
 _PAIRS.update({v: k for k, v in _PAIRS.items()})
 # The expressions users notice first and evaluation scores, with the chance each is on in a timestep.
 _FOCUS = (("jawOpen", 0.45), ("mouthSmileLeft", 0.35), ("eyeBlinkLeft", 0.35))
-
-
-def head_camera(yaw_deg: float, pitch_deg: float, distance: float, resolution: int, roll_deg: float = 0.0) -> Camera:
-    """A square camera at ``distance`` from the head sphere's centre, framed so the sphere fills the image.
-
-    Positive yaw (nose towards image right) puts the camera on the subject's right (-x); positive
-    pitch (head tilted down) puts it above the head (-y).
-    """
-    if distance <= HEAD_RADIUS:
-        raise ValueError(f"camera distance {distance} m is inside the head sphere ({HEAD_RADIUS} m)")
-    yaw, pitch = math.radians(yaw_deg), math.radians(pitch_deg)
-    target = torch.tensor(HEAD_CENTER, dtype=torch.float32)
-    eye = target + distance * torch.tensor([-math.sin(yaw) * math.cos(pitch), -math.sin(pitch), -math.cos(yaw) * math.cos(pitch)])
-    w2c = look_at(eye, target, torch.tensor([0.0, -1.0, 0.0]))
-    r = math.radians(roll_deg)
-    rz = torch.eye(4)
-    rz[:2, :2] = torch.tensor([[math.cos(r), -math.sin(r)], [math.sin(r), math.cos(r)]])
-    # The sphere's image has half-size f r / sqrt(d^2 - r^2) (tangent cone): make it R / 2.
-    fov = 2.0 * math.degrees(math.atan(HEAD_RADIUS / math.sqrt(distance**2 - HEAD_RADIUS**2)))
-    return Camera(intrinsics_from_fov(fov, resolution, resolution), rz @ w2c, resolution, resolution)
-
-
-def synth_cameras(rng: np.random.Generator, count: int, resolution: int) -> list[Camera]:
-    """``count`` cameras: 0 frontal, the others stratified over yaw -90..90 and pitch -30..30, 0.5-0.9 m away."""
-    cams = [head_camera(0.0, 0.0, float(rng.uniform(0.5, 0.9)), resolution)]
-    k = count - 1
-    if k > 0:
-        yaw = -90.0 + 180.0 * (np.arange(k) + rng.random(k)) / k
-        # Pitch strata shuffled against yaw, so up and down views occur at every side.
-        pitch = -30.0 + 60.0 * (rng.permutation(k) + rng.random(k)) / k
-        for a, b in zip(yaw, pitch):
-            cams.append(head_camera(float(a), float(b), float(rng.uniform(0.5, 0.9)), resolution))
-    return cams
+NOISE_CHANCE, NOISE_MAX = 0.25, 0.12  # expression_noise: how often another deformer twitches, how far
+SENSOR_NOISE = (0.002, 0.01)  # per-subject standard deviation of the images' noise, 0..1 units
 
 
 def random_expression(rng: np.random.Generator) -> dict[str, float]:
@@ -105,6 +73,20 @@ def random_expression(rng: np.random.Generator) -> dict[str, float]:
     for _ in range(int(rng.choice([0, 1, 2], p=[0.4, 0.4, 0.2]))):
         add(DEFORMERS[int(rng.integers(len(DEFORMERS)))])
     return chosen
+
+
+def expression_noise(rng: np.random.Generator, weights: dict[str, float]) -> dict[str, float]:
+    """``weights`` plus small amplitudes (up to 0.12) of some of the other deformers.
+
+    A face is never still in the deformers a timestep does not choose: real captures show small
+    movements everywhere. Drawn once per timestep, so every camera of the timestep (one instant)
+    sees the same face; deformers excluded by a chosen one stay off.
+    """
+    out = dict(weights)
+    for name in DEFORMERS:
+        if rng.random() < NOISE_CHANCE and name not in out and _EXCLUSIVE.get(name) not in out:
+            out[name] = float(rng.uniform(0.02, NOISE_MAX))
+    return out
 
 
 def _background(rng: np.random.Generator, resolution: int) -> torch.Tensor:
@@ -149,9 +131,11 @@ def generate_subject(root: str | Path, seed: int, timesteps: int = 6, cameras: i
     root = Path(root)
     rng = np.random.default_rng(seed)
     identity = sample_identity(rng)
-    cams = synth_cameras(rng, cameras, resolution)
+    drawn = synth_cameras(rng, cameras, resolution)
+    cams = [d.camera for d in drawn]
     names = [f"cam_{i:02d}" for i in range(cameras)]
-    expressions = [{}] + [random_expression(rng) for _ in range(timesteps - 1)]
+    expressions = [{}] + [expression_noise(rng, random_expression(rng)) for _ in range(timesteps - 1)]
+    noise = float(rng.uniform(*SENSOR_NOISE))
     model = head_model(identity)
     # Views by angle from the frontal camera's axis: where to look when MediaPipe misses camera 0.
     axes = [c.world_to_cam[2, :3] for c in cams]
@@ -166,9 +150,10 @@ def generate_subject(root: str | Path, seed: int, timesteps: int = 6, cameras: i
         for name, cam in zip(names, cams):
             bg = _background(rng, resolution)
             with torch.no_grad():
-                out = render(head.gaussians(identity.light, cam), cam, (0.0, 0.0, 0.0))
+                out = render(head.gaussians(identity.lighting, cam), cam, (0.0, 0.0, 0.0))
             # Rendered over black, the image is premultiplied: add the background behind it.
-            rgb = _to_uint8(out.image + (1.0 - out.alpha) * bg)
+            grain = torch.from_numpy(rng.standard_normal((3, resolution, resolution), dtype=np.float32)) * noise
+            rgb = _to_uint8(out.image + (1.0 - out.alpha) * bg + grain)
             mask = (out.alpha[0].clamp(0, 1).numpy() * 255.0).round().astype(np.uint8)
             for kind, array in (("images", rgb), ("masks", mask)):
                 folder = root / kind / f"{t:03d}"
@@ -187,13 +172,15 @@ def generate_subject(root: str | Path, seed: int, timesteps: int = 6, cameras: i
                 missed_frontal += rank == 0
             else:
                 missed_all += 1
-    (root / "cameras.json").write_text(json.dumps(cameras_to_json(dict(zip(names, cams))), indent=1) + "\n")
+    inputs = {name: d.input_view for name, d in zip(names, drawn)}
+    (root / "cameras.json").write_text(json.dumps(cameras_to_json(dict(zip(names, cams)), inputs), indent=1) + "\n")
     np.save(root / "expressions.npy", codes)
     np.save(root / "deformers.npy", np.stack([weights_vector(w) for w in expressions]))
     (root / "deformers.json").write_text(json.dumps({"names": list(DEFORMERS)}) + "\n")
     summary = SubjectSummary(root.name, identity, n_gauss, missed_frontal, missed_all)
     meta = {"generator_version": GENERATOR_VERSION, "seed": seed, "timesteps": timesteps, "cameras": cameras,
-            "resolution": resolution, "labelled": analyzer is not None, **summary.to_dict()}
+            "resolution": resolution, "labelled": analyzer is not None, "sensor_noise": noise, **summary.to_dict(),
+            "camera_draws": {name: d.to_dict() for name, d in zip(names, drawn)}}
     (root / "synth.json").write_text(json.dumps(meta, indent=1) + "\n")
     return summary
 

@@ -4,7 +4,8 @@ The face is MediaPipe's canonical mesh, sampled at FIXED barycentric positions o
 every sample follows the deformers; the eye openings hold an eyeball behind the lids with a lid
 curtain that slides down on a blink, and the mouth opening holds a dark cavity with teeth. A skull
 ellipsoid with hair (style-dependent shell and, for long hair, a curtain at the back and sides),
-a strip joining the mask edge to the skull, ears and a neck make it a head.
+a strip joining the mask edge to the skull, ears and a neck make it a head; shoulders in a shirt
+and, for some identities, glasses complete the subject.
 
 Letters: N Gaussians.
 """
@@ -20,10 +21,14 @@ import torch
 from avat3r_cli.core.camera import Camera
 from avat3r_cli.core.gaussians import Gaussians
 from avat3r_cli.data.synthetic.deformers import (
-    FACE_OVAL, LEFT_EYE, LIPS_INNER, RIGHT_EYE, deform, eye_lids, neutral_vertices,
+    FACE_OVAL, LEFT_EYE, LIPS_INNER, RIGHT_EYE, deform, eye_lids, neutral_vertices, vertex_rings,
 )
+from avat3r_cli.data.synthetic.appearance import Lighting
+from avat3r_cli.data.synthetic.body import ears, neck, skin_jitter, torso
+from avat3r_cli.data.synthetic.glasses import glasses_parts
 from avat3r_cli.data.synthetic.hair import scalp_and_hair
 from avat3r_cli.data.synthetic.identity import Identity
+from avat3r_cli.data.synthetic.shading import plain_lighting, shade
 from avat3r_cli.data.synthetic.texture import face_texture, sample_texture
 from avat3r_cli.io.mediapipe_assets import CanonicalFace, load_canonical_face
 
@@ -35,6 +40,9 @@ SKULL_CENTER = np.array([0.0, -0.04, 0.045])
 SKULL_AXES = np.array([0.079, 0.13, 0.098])
 N_FACE, N_EYE, N_LID, N_TUBE, N_BACK, N_STRIP = 26_000, 700, 400, 1500, 500, 3500
 LID_OPACITY_FROM = 2e-4  # metres of lid travel before the curtain is drawn at all
+# Near its edge the mask's normals turn towards the skull's, ring by ring from the outline in, so
+# the light does not change abruptly where the face meets the forehead, temples and jaw.
+EDGE_BLEND = (1.0, 0.6, 0.3)
 
 
 @dataclass
@@ -50,6 +58,7 @@ class HeadSamples:
         opacities: ``[N]`` in 0..1.
         lit: ``[N]`` how much the light shades a sample (0 for the self-lit mouth cavity).
         two_sided: ``[N]`` True for thin parts seen from both sides (ears, long hair), never culled.
+        sheen: ``[N]`` specular weight (skin about 1, hair less, lenses more, cloth 0).
     """
 
     means: np.ndarray
@@ -60,6 +69,7 @@ class HeadSamples:
     opacities: np.ndarray
     lit: np.ndarray
     two_sided: np.ndarray
+    sheen: np.ndarray
 
     def _gaussians(self, keep: np.ndarray, colours: np.ndarray) -> Gaussians:
         quats = quats_from_frames(self.tangents[keep], self.normals[keep])
@@ -69,36 +79,42 @@ class HeadSamples:
 
         return Gaussians.from_colors(t(self.means[keep]), t(quats), t(self.scales[keep]), t(self.opacities[keep]), t(colours))
 
-    def _shade(self, light: np.ndarray, keep: np.ndarray) -> np.ndarray:
-        lambert = 0.42 + 0.58 * np.clip(self.normals[keep] @ light, 0.0, 1.0)
-        shade = 1.0 - self.lit[keep] * (1.0 - lambert)
-        return np.clip(self.albedo[keep] * shade[:, None], 0.0, 1.0)
+    def _shade(self, lighting: Lighting, keep: np.ndarray, eye: np.ndarray | None = None, soft: bool = True) -> np.ndarray:
+        return shade(self.albedo[keep], self.normals[keep], self.lit[keep], self.sheen[keep], lighting,
+                     eye, self.means[keep], soft=soft)
+
+    @staticmethod
+    def _centre(camera: Camera) -> np.ndarray:
+        w2c = camera.world_to_cam.double().numpy()
+        return -w2c[:3, :3].T @ w2c[:3, 3]
 
     def _facing(self, camera: Camera) -> np.ndarray:
-        w2c = camera.world_to_cam.double().numpy()
-        centre = -w2c[:3, :3].T @ w2c[:3, 3]
-        return ((centre - self.means) * self.normals).sum(axis=1) > -0.002
+        return ((self._centre(camera) - self.means) * self.normals).sum(axis=1) > -0.002
 
-    def gaussians(self, light: tuple[float, float, float] | np.ndarray, camera: Camera | None = None) -> Gaussians:
-        """All samples as Gaussians with the light (unit direction, head frame) baked in.
+    def gaussians(self, lighting: Lighting | tuple[float, float, float] | np.ndarray,
+                  camera: Camera | None = None) -> Gaussians:
+        """All samples as Gaussians with ``lighting`` baked in (a bare unit direction: ``plain_lighting``).
 
         A light fixed to the head keeps the colours of every view consistent, as a multi-view
-        capture of one instant is. With ``camera``, samples of closed surfaces facing away from
-        it are dropped: they are hidden behind the front ones, and rendering costs about half.
+        capture of one instant is; only the sheen, a highlight, follows ``camera``. With
+        ``camera``, samples of closed surfaces facing away from it are dropped: they are hidden
+        behind the front ones, and rendering costs about half.
         """
+        if not isinstance(lighting, Lighting):
+            lighting = plain_lighting(lighting)
         keep = self.opacities > 0
+        eye = None
         if camera is not None:
             keep &= self._facing(camera) | self.two_sided
-        light = np.asarray(light, dtype=np.float64) / np.linalg.norm(light)
-        return self._gaussians(keep, self._shade(light, keep))
+            eye = self._centre(camera)
+        return self._gaussians(keep, self._shade(lighting, keep, eye))
 
     def gaussians_for(self, camera: Camera) -> Gaussians:
         """Gaussians lit for ``camera`` (light above and left of it), back faces dropped."""
         w2c = camera.world_to_cam.double().numpy()
         light = w2c[:3, :3].T @ np.array([-0.3, -0.5, -1.0])
-        light /= np.linalg.norm(light)
         keep = self._facing(camera) & (self.opacities > 0)
-        return self._gaussians(keep, self._shade(light, keep))
+        return self._gaussians(keep, self._shade(plain_lighting(light), keep, soft=False))
 
 
 def quats_from_frames(tangents: np.ndarray, normals: np.ndarray) -> np.ndarray:
@@ -179,6 +195,9 @@ class HeadModel:
         rng = np.random.default_rng(identity.seed + 1)
         self.tris = canonical.triangles.astype(np.int64)
         self.rest = neutral_vertices(canonical.vertices)
+        self.edge_blend = np.zeros(len(self.rest))
+        for ids, w in zip([list(FACE_OVAL)] + vertex_rings(FACE_OVAL, len(EDGE_BLEND) - 1), EDGE_BLEND):
+            self.edge_blend[ids] = w
         self.skull_axes = SKULL_AXES * np.array(identity.skull)
         sets = {"Left": set(LEFT_EYE), "Right": set(RIGHT_EYE), "mouth": set(LIPS_INNER)}
         in_set = {k: np.array([set(t) <= s for t in self.tris.tolist()]) for k, s in sets.items()}
@@ -207,9 +226,14 @@ class HeadModel:
             centre = self.rest[list(LEFT_EYE if side == "Left" else RIGHT_EYE)].mean(axis=0)
             pts = centre + 1.3 * (pts - centre) + np.array([0.0, 0.0, 0.0015])
             normal = np.tile([0.0, 0.0, -1.0], (N_EYE, 1))
-            parts.append((pts, normal, _eye_colours(pts[:, :2] - centre[:2], identity, rng), 0.0008, 0.5))
+            parts.append((pts, normal, _eye_colours(pts[:, :2] - centre[:2], identity, rng), 0.0008, 0.5,
+                          0.95, None, False, 1.5))
         parts.extend(scalp_and_hair(identity, self.rest, SKULL_CENTER, self.skull_axes, rng))
+        parts += [ears(identity, SKULL_CENTER, self.skull_axes, rng), neck(identity, rng), torso(identity, rng)]
+        if identity.glasses is not None:
+            parts.extend(glasses_parts(identity.glasses, self.rest, SKULL_CENTER, self.skull_axes, rng))
         self.static = _pack(parts)
+        self.strip_albedo = skin_jitter(identity, N_STRIP, rng) * 0.97
         self.lid_s, self.lid_u = rng.random(N_LID), rng.random(N_LID)
         self.strip = (rng.integers(0, len(FACE_OVAL), N_STRIP), rng.random(N_STRIP), rng.random(N_STRIP))
 
@@ -218,9 +242,13 @@ class HeadModel:
         v = deform(self.rest, weights)
         skin = np.array(self.identity.skin)
         vn = vertex_normals(v, self.tris)
+        skull_n = (v - SKULL_CENTER) / self.skull_axes**2
+        skull_n /= np.linalg.norm(skull_n, axis=1, keepdims=True)
+        vn = vn * (1.0 - self.edge_blend[:, None]) + skull_n * self.edge_blend[:, None]
+        vn /= np.linalg.norm(vn, axis=1, keepdims=True) + 1e-12
         face = np.einsum("nk,nkd->nd", self.face_bary, v[self.face_corners])
         face_n = np.einsum("nk,nkd->nd", self.face_bary, vn[self.face_corners])
-        parts = [(face, face_n, self.face_albedo, 0.0012, 1.0)]
+        parts = [(face, face_n, self.face_albedo, 0.0012, 1.0, 0.95, None, False, 1.0)]
         parts.append(self._strip(v))
         parts.extend(self._lids(v, skin))
         parts.extend(self._mouth(v))
@@ -248,7 +276,7 @@ class HeadModel:
         rear = back[seg] * (1 - s)[:, None] + back[nxt] * s[:, None]
         pts = front * (1 - t)[:, None] + rear * t[:, None]
         normals = (pts - SKULL_CENTER) / self.skull_axes**2  # the skull's normal field: no shading seam
-        return pts, normals, np.tile(np.array(self.identity.skin) * 0.97, (len(pts), 1)), 0.0032, 1.0
+        return pts, normals, self.strip_albedo, 0.0032, 1.0, 0.95, None, False, 1.0
 
     def _lids(self, v: np.ndarray, skin: np.ndarray):
         """Lid skin between the rest and current upper lid, lash-dark at its moving edge."""
@@ -285,11 +313,14 @@ class HeadModel:
         return [(tube, normals, colour, 0.0012, 0.0), (back, normals[:N_BACK], tongue, 0.0012, 0.0)]
 
 
-FIELDS = ("means", "normals", "tangents", "albedo", "scales", "opacities", "lit", "two_sided")
+FIELDS = ("means", "normals", "tangents", "albedo", "scales", "opacities", "lit", "two_sided", "sheen")
 
 
 def _pack(parts) -> HeadSamples:
-    """Concatenate parts ``(means, normals, albedo, size or [n, 3] scales, lit[, opacity[, tangents[, two_sided]]])``."""
+    """Concatenate parts ``(means, normals, albedo, size or [n] or [n, 3] scales, lit[, opacity[, tangents[, two_sided[, sheen]]]])``.
+
+    A tangent of None is any perpendicular of the normal; sheen defaults to 0 (matte).
+    """
     cols: dict[str, list[np.ndarray]] = {k: [] for k in FIELDS}
     for part in parts:
         if isinstance(part, HeadSamples):
@@ -300,7 +331,7 @@ def _pack(parts) -> HeadSamples:
         opacity = part[5] if len(part) > 5 else 0.95
         n = len(means)
         normals = normals / np.linalg.norm(normals, axis=1, keepdims=True)
-        tangents = part[6] if len(part) > 6 else _tangents_for(normals)
+        tangents = part[6] if len(part) > 6 and part[6] is not None else _tangents_for(normals)
         scales = np.asarray(size, dtype=np.float64)
         if scales.ndim < 2:
             scales = np.stack([np.broadcast_to(scales, (n,))] * 2 + [np.broadcast_to(scales, (n,)) * 0.05], axis=1)
@@ -312,6 +343,7 @@ def _pack(parts) -> HeadSamples:
         cols["opacities"].append(np.broadcast_to(np.asarray(opacity, dtype=np.float64), (n,)))
         cols["lit"].append(np.broadcast_to(np.asarray(lit, dtype=np.float64), (n,)))
         cols["two_sided"].append(np.full(n, bool(part[7]) if len(part) > 7 else False))
+        cols["sheen"].append(np.broadcast_to(np.asarray(part[8] if len(part) > 8 else 0.0, dtype=np.float64), (n,)))
     return HeadSamples(**{k: np.concatenate(v).astype(bool if k == "two_sided" else np.float64) for k, v in cols.items()})
 
 
@@ -322,5 +354,5 @@ def head_model(identity: Identity) -> HeadModel:
 
 
 def build_head(identity: Identity, weights: dict[str, float] | None = None) -> Gaussians:
-    """The head of ``identity`` at expression ``weights`` as Gaussians in the head frame, lit by ``identity.light``."""
-    return head_model(identity).samples(weights).gaussians(identity.light)
+    """The head of ``identity`` at expression ``weights`` as Gaussians in the head frame, lit by ``identity.lighting``."""
+    return head_model(identity).samples(weights).gaussians(identity.lighting)

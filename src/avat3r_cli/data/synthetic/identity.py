@@ -1,4 +1,4 @@
-"""Random synthetic identities: head shape, skin, hair, eyes, brows, lips and lighting.
+"""Random synthetic identities: head shape, skin, hair, eyes, brows, lips, body, clothes, glasses, lighting.
 
 An ``Identity`` is a frozen, hashable bundle of plain numbers, so a head model built from it can
 be cached and the same seed always gives the same person.
@@ -9,6 +9,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from avat3r_cli.data.synthetic.appearance import (
+    Clothing, Colour, Glasses, Lighting, sample_clothing, sample_glasses, sample_lighting,
+)
 
 HAIR_STYLES = ("short", "long", "buzz")
 HAIR_COLOURS = {
@@ -37,7 +41,7 @@ SKIN_TONES = np.array([
     (0.30, 0.19, 0.13),
 ])
 
-Colour = tuple[float, float, float]
+GLASSES_SHARE = 0.2
 
 
 @dataclass(frozen=True)
@@ -56,13 +60,22 @@ class Identity:
         hairline: head-frame y of the hairline above the forehead (more negative: higher).
         hair_volume: hair thickness on top of the skull.
         hair_length: head-frame y where long hair ends (unused by the other styles).
+        nape: head-frame y where the hair ends at the back of the neck.
+        hair_streaks: how strongly strands vary in brightness (0 even .. 1 streaky).
         iris_name: key of ``IRIS_COLOURS``.
         iris: iris albedo.
         brow: eyebrow albedo.
         brow_width: eyebrow thickness factor (1 = the canonical brow polygon).
         lip: lip albedo.
         blush: cheek redness, 0..1.
-        light: ``(x, y, z)`` unit direction towards the key light in the head frame.
+        freckles: freckle density, 0 (none, most people) .. 1.
+        stubble: beard-shadow strength on jaw and upper lip, 0..1.
+        skin_grain: amplitude of the pore-scale albedo noise.
+        neck_width: the neck's half-width (x), metres.
+        shoulder_width: the shoulders' half-width (x), metres.
+        clothing: the shirt.
+        glasses: the glasses, or None.
+        lighting: key and ambient light, fixed to the head.
     """
 
     seed: int
@@ -82,7 +95,16 @@ class Identity:
     brow_width: float
     lip: Colour
     blush: float
-    light: Colour
+    nape: float
+    hair_streaks: float
+    freckles: float
+    stubble: float
+    skin_grain: float
+    neck_width: float
+    shoulder_width: float
+    clothing: Clothing
+    glasses: Glasses | None
+    lighting: Lighting
 
     def to_dict(self) -> dict:
         """A JSON-ready dict of every field."""
@@ -125,8 +147,11 @@ def sample_identity(rng: np.random.Generator) -> Identity:
     brow = np.minimum(brow_src * 0.8, skin * 0.55)
     lip = skin * np.array([0.88, 0.62, 0.62]) * rng.uniform(0.85, 1.05) + np.array([0.05, 0.0, 0.01])
 
-    light = np.array([rng.uniform(-0.6, 0.6), rng.uniform(-0.8, -0.2), -1.0])
-    light /= np.linalg.norm(light)
+    # Freckles mostly on light skin and red or blond hair; beard shadow on about a third of people,
+    # rarely with long hair.
+    freckle_chance = 0.12 + 0.35 * (hair_name in ("red", "blond"))
+    freckles = float(rng.uniform(0.2, 1.0)) * (rng.random() < freckle_chance * (1.0 - tone))
+    stubble = float(rng.uniform(0.2, 1.0)) * (rng.random() < (0.1 if style == "long" else 0.4))
     return Identity(
         seed=seed,
         skin=_t(np.clip(skin, 0, 1)),
@@ -145,7 +170,16 @@ def sample_identity(rng: np.random.Generator) -> Identity:
         brow_width=float(rng.uniform(0.8, 1.3)),
         lip=_t(np.clip(lip, 0, 1)),
         blush=float(rng.uniform(0.2, 0.7)),
-        light=_t(light),
+        nape=float(rng.uniform(0.03, 0.06)),
+        hair_streaks=float(rng.uniform(0.2, 1.0)),
+        freckles=freckles,
+        stubble=stubble,
+        skin_grain=float(rng.uniform(0.015, 0.045)),
+        neck_width=float(rng.uniform(0.05, 0.062)),
+        shoulder_width=float(rng.uniform(0.17, 0.225)),
+        clothing=sample_clothing(rng),
+        glasses=sample_glasses(rng) if rng.random() < GLASSES_SHARE else None,
+        lighting=sample_lighting(rng),
     )
 
 
@@ -153,6 +187,11 @@ DEFAULT_IDENTITY = Identity(
     seed=0, skin=(0.86, 0.66, 0.54), skin_tone=0.2, scale=(1.0, 1.0, 1.0), skull=(1.0, 1.0, 1.0),
     hair_style="short", hair_name="brown", hair=(0.22, 0.15, 0.10), hairline=-0.10, hair_volume=0.008,
     hair_length=0.12, iris_name="brown", iris=(0.36, 0.22, 0.12), brow=(0.24, 0.16, 0.11), brow_width=1.0,
-    lip=(0.74, 0.36, 0.36), blush=0.6, light=(-0.26, -0.44, -0.86),
+    lip=(0.74, 0.36, 0.36), blush=0.6, nape=0.045, hair_streaks=0.5, freckles=0.0, stubble=0.0, skin_grain=0.02,
+    neck_width=0.056, shoulder_width=0.2,
+    clothing=Clothing("heather", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "solid", 0.02, "crew"),
+    glasses=None,
+    lighting=Lighting(key=(-0.26, -0.44, -0.86), key_colour=(0.58, 0.58, 0.58), ambient=(0.42, 0.42, 0.42),
+                      kelvin=6500.0, sheen=0.0),
 )
 """The helper head of the camera tests: a light-skinned, brown-haired person, unscaled."""

@@ -2,7 +2,8 @@
 
 Features are placed from the landmark topology (reference/synthetic-faces.md: procedural albedo
 was detected by MediaPipe in 260/260 renders): skin with low-frequency blotches, blush, darker
-eye sockets, lash lines, brows, lips and nostrils. The eyes themselves are separate Gaussians
+eye sockets, lash lines, brows, lips and nostrils; then the detail of photographed skin: a
+beard shadow, freckles, moles and pore-scale grain. The eyes themselves are separate Gaussians
 (an eyeball behind the lids, see head.py), so the eye openings are painted only for the helper
 views that look at the texture directly.
 """
@@ -12,11 +13,17 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from avat3r_cli.data.synthetic.deformers import LEFT_BROW, LEFT_EYE, LIPS_INNER, LIPS_OUTER, RIGHT_BROW, RIGHT_EYE
+from avat3r_cli.data.synthetic.deformers import (
+    FACE_OVAL, LEFT_BROW, LEFT_EYE, LIPS_INNER, LIPS_OUTER, RIGHT_BROW, RIGHT_EYE,
+)
 from avat3r_cli.data.synthetic.identity import Identity
 from avat3r_cli.io.mediapipe_assets import CanonicalFace
 
 TEX = 1024
+# The beard area: the face outline from ear to ear under the chin, closed under the cheekbones
+# and the nose.
+BEARD = FACE_OVAL[9:28] + (187, 205, 164, 425, 411)
+FRECKLE_CENTRES = (4, 50, 280, 9)  # nose, cheeks, between the brows
 
 
 def face_texture(identity: Identity, canonical: CanonicalFace, size: int = TEX) -> np.ndarray:
@@ -75,7 +82,39 @@ def face_texture(identity: Identity, canonical: CanonicalFace, size: int = TEX) 
     for ids in ((79, 166, 60, 239), (309, 392, 290, 459)):
         centre = tuple(np.round(uv[list(ids)].mean(axis=0)).astype(int))
         cv2.ellipse(tex, centre, (int(3.6 * mm), int(2.2 * mm)), 0, 0, 360, tuple(skin * 0.3), -1, cv2.LINE_AA)
-    return np.clip(cv2.GaussianBlur(tex, (0, 0), 0.6 * mm), 0.0, 1.0)
+    tex = cv2.GaussianBlur(tex, (0, 0), 0.6 * mm)
+    _skin_detail(tex, identity, uv, mm, pts, rng)
+    return np.clip(tex, 0.0, 1.0)
+
+
+def _skin_detail(tex: np.ndarray, identity: Identity, uv: np.ndarray, mm: float, pts, rng: np.random.Generator) -> None:
+    """Beard shadow, freckles, moles and pore-scale grain, painted into ``tex`` in place."""
+    size = tex.shape[0]
+    skin = np.array(identity.skin)
+    if identity.stubble > 0:
+        beard = np.zeros((size, size), np.float64)
+        cv2.fillPoly(beard, [pts(BEARD)], 1.0, cv2.LINE_AA, 4)
+        cv2.fillPoly(beard, [pts(LIPS_OUTER)], 0.0, cv2.LINE_AA, 4)
+        beard = cv2.GaussianBlur(beard, (0, 0), 3 * mm)
+        speckle = np.clip(0.7 + 0.6 * rng.random((size, size)), 0.0, 1.0)  # stubble is grainy, not a wash
+        a = (0.4 * identity.stubble * beard * speckle)[..., None]
+        stubble = 0.45 * skin + 0.55 * np.array(identity.hair) * 0.8
+        tex[:] = tex * (1 - a) + stubble[None, None] * a
+    count = int(round(identity.freckles * 260))
+    if count:
+        spots = np.zeros((size, size), np.float64)
+        centres = uv[list(FRECKLE_CENTRES)][rng.integers(len(FRECKLE_CENTRES), size=count)]
+        xy = centres + rng.normal(0.0, 14 * mm, (count, 2))
+        for (x, y), r, w in zip(xy, rng.uniform(0.35, 0.9, count) * mm, rng.uniform(0.3, 0.9, count)):
+            cv2.circle(spots, (int(x * 16), int(y * 16)), max(1, int(r * 16)), w, -1, cv2.LINE_AA, 4)
+        a = (0.7 * spots)[..., None]
+        tex[:] = tex * (1 - a) + (skin * np.array([0.8, 0.62, 0.5]))[None, None] * a
+    plain = np.setdiff1d(np.arange(len(uv)), np.array(LEFT_EYE + RIGHT_EYE + LIPS_OUTER + LIPS_INNER))
+    for _ in range(int(rng.poisson(0.8))):
+        x, y = uv[int(plain[rng.integers(len(plain))])]
+        cv2.circle(tex, (int(x * 16), int(y * 16)), max(1, int(rng.uniform(0.5, 1.2) * mm * 16)),
+                   tuple(float(c) for c in skin * np.array([0.45, 0.33, 0.28])), -1, cv2.LINE_AA, 4)
+    tex *= 1.0 + identity.skin_grain * rng.standard_normal((size, size, 1))
 
 
 def sample_texture(tex: np.ndarray, uv: np.ndarray) -> np.ndarray:
