@@ -41,8 +41,9 @@ MAX_ALPHA = 0.999
 LOG_MAX_ALPHA = math.log(MAX_ALPHA)
 MIN_TRANSMITTANCE = 1e-4
 # Each step's working set is TILES_PER_CHUNK * 256 elements: large fresh allocations page-fault,
-# and about 1M elements per tensor was the measured sweet spot on 2 cores.
-TILES_PER_CHUNK = 4096
+# and 1-2M elements per tensor was the measured sweet spot on 2 cores (8192 tiles: 5-8 % faster
+# than 4096 at 100k Gaussians, 512x512).
+TILES_PER_CHUNK = 8192
 _COMPACT_FRACTION = 0.125
 _NUM_COEFFS = 6
 
