@@ -18,7 +18,7 @@ from cli_fixtures import invoke, shared_cache, weights  # noqa: F401
 from avat3r_cli.core.errors import InputFileError
 from avat3r_cli.core.expressions import EXPRESSION_INDEX
 from avat3r_cli.io.ply import read_ply
-from avat3r_cli.io.video import read_video_frames
+from avat3r_cli.io.video_read import read_video_frames
 from avat3r_cli.io.weights import save_model
 from avat3r_cli.model.avat3r import Avat3r
 from avat3r_cli.model.config import get_preset

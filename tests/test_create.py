@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from cli_fixtures import invoke, shared_cache, weights  # noqa: F401
 from avat3r_cli.io.ply import read_ply
-from avat3r_cli.io.video import read_video_frames
+from avat3r_cli.io.video_read import read_video_frames
 from avat3r_cli.io.weights import sha256_file
 from avat3r_cli.pipeline import avatar as avatar_module
 from avat3r_cli.pipeline.avatar import Avatar

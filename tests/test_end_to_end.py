@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from avat3r_cli.cli.app import app
 from avat3r_cli.io.ply import read_ply
-from avat3r_cli.io.video import read_video_frames
+from avat3r_cli.io.video_read import read_video_frames
 from avat3r_cli.pipeline.avatar import DEFAULT_WEIGHTS_FOLDER, Avatar
 from avat3r_cli.render import render
 

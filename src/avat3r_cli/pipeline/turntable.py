@@ -20,6 +20,7 @@ from avat3r_cli.core.gaussians import Gaussians
 from avat3r_cli.core.runtime import resolve_device
 from avat3r_cli.io.ply import read_ply
 from avat3r_cli.io.video import VideoInfo, video_kind, write_video
+from avat3r_cli.pipeline.frame_pool import map_frames
 from avat3r_cli.render.api import parse_background, render
 
 # Bounds checked before any work so a typo fails in milliseconds, not after a long render.
@@ -141,8 +142,9 @@ def render_turntable(
 ) -> TurntableResult:
     """Render a full 360° orbit of the avatar in ``avatar_path`` into ``output``.
 
-    Frames ``[3, H, W]`` are rendered one at a time and streamed into ``write_video``, so memory
-    stays flat and nothing appears under ``output`` unless every frame was written.
+    Frames ``[3, H, W]`` are rendered a few at a time (``frame_pool``) and streamed into
+    ``write_video``, so memory stays flat and nothing appears under ``output`` unless every
+    frame was written.
 
     Args:
         avatar_path: a 3DGS ``.ply``.
@@ -168,13 +170,12 @@ def render_turntable(
 
     def frame_stream() -> Iterator[torch.Tensor]:
         # A generator: write_video checks the output path before pulling the first frame, and
-        # each frame is encoded before the next is rendered.
+        # encodes each frame in its own thread while the next ones render.
         if progress is not None:
             progress(0, frames)
-        for i, cam in enumerate(cams):
-            with torch.no_grad():
-                image = render(gaussians, cam, bg).image
-            yield image.clamp(0.0, 1.0).cpu()
+        frames_out = map_frames(lambda cam: render(gaussians, cam, bg).image.clamp(0.0, 1.0).cpu(), cams, dev)
+        for i, image in enumerate(frames_out):
+            yield image
             if progress is not None:
                 progress(i + 1, frames)
 
