@@ -75,6 +75,11 @@ def _reach_squared(conics: torch.Tensor, opacities: torch.Tensor) -> torch.Tenso
     return 2.0 * log_ratio / (0.99 * lam_min).clamp(min=1e-12)
 
 
+def _expand(values: torch.Tensor, counts: torch.Tensor, total: int) -> torch.Tensor:
+    """``values [K]`` each repeated ``counts [K]`` times (``total`` = counts.sum())."""
+    return torch.repeat_interleave(values, counts, output_size=total)
+
+
 @torch.no_grad()
 def build_tile_lists(
     means2d: torch.Tensor, conics: torch.Tensor, opacities: torch.Tensor, radii: torch.Tensor, height: int, width: int
@@ -83,49 +88,56 @@ def build_tile_lists(
     ``radii [M, 2]``) into tile blocks.
 
     The Gaussians must already be sorted front to back; every one must be visible. A Gaussian is
-    listed in each micro-tile of its box that its alpha can reach at 1/255 or more: the corners
-    of a box are out of reach of a round Gaussian, which drops about a third of the pairs of an
-    avatar (the compositor would only find alpha below the threshold there).
+    listed in each micro-tile of its box that its alpha can reach at 1/255 or more (the square
+    of the tile's pixel centres lies within ``_reach_squared``): the corners of a box are out of
+    reach of a round Gaussian, a fifth to a third of an avatar's pairs.
+
+    The expansion goes Gaussians -> rows of tiles -> runs: in each row of its box a Gaussian
+    reaches one contiguous run of tiles, found from the row's distance alone, so the (tile,
+    Gaussian) pairs are written directly, in Gaussian (depth) order, with a few passes over them
+    instead of testing every tile of every box.
     """
     device = means2d.device
     tiles_x = (width + TILE - 1) // TILE
     tiles_y = (height + TILE - 1) // TILE
+    num_tiles = tiles_x * tiles_y
+    num_gauss = means2d.shape[0]
     lo = torch.floor((means2d - radii) / TILE).to(torch.int32)
     hi = torch.floor((means2d + radii) / TILE).to(torch.int32)
     tx0 = lo[:, 0].clamp(0, tiles_x - 1)
     ty0 = lo[:, 1].clamp(0, tiles_y - 1)
     nx = hi[:, 0].clamp(0, tiles_x - 1) - tx0 + 1
     ny = hi[:, 1].clamp(0, tiles_y - 1) - ty0 + 1
-    counts = nx * ny
-    num_box_rows = int(counts.sum())
-    num_tiles = tiles_x * tiles_y
-    num_gauss = means2d.shape[0]
-    if num_box_rows == 0:
+    num_segments = int(ny.sum())
+    if num_gauss == 0 or num_segments == 0:
         return _empty(num_gauss, num_tiles, tiles_x, tiles_y, device)
 
-    # Rows of a Gaussian enumerate its box row-major: row `local` is at (local // nx, local % nx).
-    # int32 throughout, and the division in float32 (exact here: local < 2^24), because 64-bit
-    # integer division and gathers dominated this function.
-    first_row = torch.cumsum(counts, 0, dtype=torch.int32) - counts
-    gauss = torch.repeat_interleave(
-        torch.arange(num_gauss, dtype=torch.int32, device=device), counts, output_size=num_box_rows
-    )
-    per_gauss = torch.stack([first_row, nx, ty0 * tiles_x + tx0], dim=1).index_select(0, gauss)
-    local = torch.arange(num_box_rows, dtype=torch.int32, device=device) - per_gauss[:, 0]
-    row_nx = per_gauss[:, 1]
-    dy = ((local.float() + 0.5) / row_nx.float()).to(torch.int32)
-    dx = local - dy * row_nx
-    tile = per_gauss[:, 2] + dy * tiles_x + dx  # (ty0 + dy) * tiles_x + tx0 + dx
-
-    # Distance from the mean to the square of the tile's pixel centres (half-side 1.5 around the
-    # tile centre), measured from the centre of the box's first tile.
+    # Segments: one per (Gaussian, row of tiles dy) of its box. Positions are measured from the
+    # centre of the box's first tile, so tile (dx, dy) of the box is centred at (4 dx, 4 dy).
     origin = torch.stack([tx0, ty0], dim=1).float() * TILE + TILE / 2.0
-    rel = torch.cat([means2d - origin, _reach_squared(conics, opacities)[:, None]], dim=1).index_select(0, gauss)
-    gap_x = (rel[:, 0] - TILE * dx.float()).abs_().sub_(0.5 * (TILE - 1)).clamp_(min=0.0)
-    gap_y = (rel[:, 1] - TILE * dy.float()).abs_().sub_(0.5 * (TILE - 1)).clamp_(min=0.0)
-    reached = torch.nonzero(gap_x.mul_(gap_x).addcmul_(gap_y, gap_y) <= rel[:, 2]).squeeze(1)
-    tile, gauss = tile.index_select(0, reached), gauss.index_select(0, reached)
-    num_rows = int(reached.shape[0])
+    per_gauss = torch.cat([means2d - origin, _reach_squared(conics, opacities)[:, None],
+                           nx[:, None].float(), (ty0 * tiles_x + tx0)[:, None].float()], dim=1)
+    seg_gauss = _expand(torch.arange(num_gauss, dtype=torch.int32, device=device), ny, num_segments)
+    seg = per_gauss.index_select(0, seg_gauss)  # [S, 5]: rel x, rel y, reach^2, nx, first tile
+    first_seg = torch.cumsum(ny, 0, dtype=torch.int32) - ny
+    dy = (torch.arange(num_segments, dtype=torch.int32, device=device) - _expand(first_seg, ny, num_segments)).float()
+    # Half-side of the square of a tile's pixel centres: 1.5 px around the tile centre.
+    half = 0.5 * (TILE - 1)
+    gap_y = (seg[:, 1] - TILE * dy).abs_().sub_(half).clamp_(min=0.0)
+    room = (seg[:, 2] - gap_y * gap_y).clamp_(min=0.0).sqrt_()
+    reachable = seg[:, 2] >= gap_y * gap_y
+    # Tiles dx of this row with |rel x - 4 dx| - 1.5 <= room, within the box.
+    dx_lo = torch.ceil((seg[:, 0] - half - room) / TILE).clamp_(min=0.0)
+    dx_hi = torch.minimum(torch.floor((seg[:, 0] + half + room) / TILE), seg[:, 3] - 1.0)
+    run = ((dx_hi - dx_lo + 1.0).clamp_(min=0.0) * reachable).to(torch.int32)
+    num_rows = int(run.sum())
+    if num_rows == 0:
+        return _empty(num_gauss, num_tiles, tiles_x, tiles_y, device)
+    # Rows: run r covers tiles start_r .. start_r + run_r - 1; row i of it is start_r + i.
+    run_start = (seg[:, 4] + dy * tiles_x + dx_lo).to(torch.int32)
+    run_first = torch.cumsum(run, 0, dtype=torch.int32) - run
+    gauss = _expand(seg_gauss, run, num_rows)
+    tile = torch.arange(num_rows, dtype=torch.int32, device=device) + _expand(run_start - run_first, run, num_rows)
 
     # Each tile's list is padded to whole blocks by sentinel rows appended after all real rows:
     # the stable sort then puts them at the end of their tile's run, so the sorted rows are the
