@@ -7,9 +7,9 @@
 
 A machine's speed drifts (another process, thermal state), so single times are not comparable
 across runs. Each case therefore runs this tree and the baseline (its ``src/`` exported from git
-into a temporary folder) in alternating fresh processes, ``--rounds`` times each, and reports the
-median of the per-round ratios ``ours / baseline`` beside the medians of each. Peak RSS is each
-process's own (one case per process). The scene is spread like an avatar seen from 0.6 m: points
+into a temporary folder) in alternating fresh processes, the order flipping every round,
+``--rounds`` times each, and reports the median of the per-round ratios ``ours / baseline``
+beside the medians of each. Peak RSS is each process's own (one case per process). The scene is spread like an avatar seen from 0.6 m: points
 on a head-sized ellipsoid, about 2 px projected sigma, opacities 0.5..0.99, 30 degree field of view.
 """
 
@@ -120,11 +120,19 @@ def _median_of(results: list[dict], key: str) -> float | None:
 
 
 def compare(case_index: int, repeats: int, rounds: int, ours: Path, base: Path, rev: str) -> dict:
-    """Alternate ours / baseline ``rounds`` times; medians and the median per-round ratio."""
+    """Alternate ours / baseline ``rounds`` times; medians and the median per-round ratio.
+
+    The order flips every round (ours first, then the baseline first), so a drift of the
+    machine's speed, or whatever the previous process leaves behind, favours neither side.
+    """
     mine, theirs = [], []
-    for _ in range(rounds):
-        mine.append(measure(case_index, repeats, ours))
-        theirs.append(measure(case_index, repeats, base))
+    for i in range(rounds):
+        if i % 2:
+            theirs.append(measure(case_index, repeats, base))
+            mine.append(measure(case_index, repeats, ours))
+        else:
+            mine.append(measure(case_index, repeats, ours))
+            theirs.append(measure(case_index, repeats, base))
     line = {k: CASES[case_index][k] for k in ("gaussians", "height", "width")}
     for key in ("forward_s", "forward_backward_s"):
         line[key] = _median_of(mine, key)
@@ -141,7 +149,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", type=int, default=None, help="run one case of this tree in this process")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per process")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating processes per side")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating processes per side")
     parser.add_argument("--baseline", default=BASELINE_REV, help="git revision to compare with, or 'none'")
     args = parser.parse_args()
     if args.case is not None:

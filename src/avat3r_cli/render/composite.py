@@ -72,30 +72,38 @@ def _coefficients(entries: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor):
     centred at (``cx [L]``, ``cy [L]``), and the terms the backward needs.
 
     -sigma = -(a (ex-u)^2 + 2b (ex-u)(ey-v) + c (ey-v)^2) / 2 with (ex, ey) the Gaussian's centre
-    relative to the tile centre, expanded in monomials of the pixel offset (u, v). Offsets from
-    the tile centre keep the terms small, so float32 loses little to cancellation.
+    relative to the tile centre, expanded in monomials (1, u, v, u^2, v^2, uv) of the pixel
+    offset: k1 = a ex + b ey, k2 = c ey + b ex, k0 = log o - (ex k1 + ey k2) / 2, then -a/2,
+    -c/2, -b. Offsets from the tile centre keep the terms small, so float32 loses little to
+    cancellation. Written with fused multiply-adds into one buffer: these [L, 16] operations are
+    small, so their count, not their size, sets the cost.
     """
     ex = entries[0] - cx[:, None]
     ey = entries[1] - cy[:, None]
     a, b, c, log_o = entries[2], entries[3], entries[4], entries[5]
-    bx, by = b * ex, b * ey
-    k0 = log_o - 0.5 * (a * ex * ex + c * ey * ey) - bx * ey
-    coeffs = torch.stack([k0, a * ex + by, c * ey + bx, -0.5 * a, -0.5 * c, -b]).view(_NUM_COEFFS, -1)
-    return coeffs, (ex, ey, a, b, c)
+    coeffs = torch.empty((_NUM_COEFFS, *ex.shape), device=ex.device)
+    k0, k1, k2 = coeffs[0], coeffs[1], coeffs[2]
+    torch.addcmul(b * ey, a, ex, out=k1)
+    torch.addcmul(b * ex, c, ey, out=k2)
+    torch.addcmul(log_o, ex, k1, value=-0.5, out=k0).addcmul_(ey, k2, value=-0.5)
+    torch.mul(a, -0.5, out=coeffs[3])
+    torch.mul(c, -0.5, out=coeffs[4])
+    torch.neg(b, out=coeffs[5])
+    return coeffs.view(_NUM_COEFFS, -1), (ex, ey, a, b, c, k1, k2)
 
 
-def _coefficient_grads(d_k: torch.Tensor, terms) -> list[torch.Tensor]:
-    """Chain rule from coefficient gradients ``[6, L, 16]`` to (x, y, a, b, c, log-opacity)."""
-    ex, ey, a, b, c = terms
+def _coefficient_grads(d_k: torch.Tensor, terms, out: torch.Tensor) -> None:
+    """Chain rule from coefficient gradients ``d_k [6, L, 16]`` to (x, y, a, b, c, log-opacity),
+    written into ``out [6, L, 16]``."""
+    ex, ey, a, b, c, k1, k2 = terms
     d0, d1, d2, d3, d4, d5 = d_k
-    return [
-        -(a * ex + b * ey) * d0 + a * d1 + b * d2,
-        -(c * ey + b * ex) * d0 + b * d1 + c * d2,
-        -0.5 * ex * ex * d0 + ex * d1 - 0.5 * d3,
-        -ex * ey * d0 + ey * d1 + ex * d2 - d5,
-        -0.5 * ey * ey * d0 + ey * d2 - 0.5 * d4,
-        d0,
-    ]
+    ex_d0, ey_d0 = ex * d0, ey * d0
+    torch.mul(a, d1, out=out[0]).addcmul_(b, d2).addcmul_(k1, d0, value=-1.0)
+    torch.mul(b, d1, out=out[1]).addcmul_(c, d2).addcmul_(k2, d0, value=-1.0)
+    torch.mul(ex, d1, out=out[2]).addcmul_(ex_d0, ex, value=-0.5).add_(d3, alpha=-0.5)
+    torch.mul(ey, d1, out=out[3]).addcmul_(ex, d2).addcmul_(ex_d0, ey, value=-1.0).sub_(d5)
+    torch.mul(ey, d2, out=out[4]).addcmul_(ey_d0, ey, value=-0.5).add_(d4, alpha=-0.5)
+    out[5].copy_(d0)
 
 
 @dataclass
@@ -227,9 +235,10 @@ def _backward_chunk(params, basis, tiles, lists: TileLists, segments, totals, gr
             d_q = d_alpha.mul_(alpha).mul_(torch.gt(t_after, 0.0, out=mask))
             d_q.mul_(torch.lt(log_alpha, LOG_MAX_ALPHA, out=mask))
             d_k = (basis @ d_q.view(-1, PIXELS).t()).view(_NUM_COEFFS, live, BLOCK)
-            d_feat = (weight @ g_feat.transpose(1, 2)).permute(2, 0, 1)  # [C, L, 16g]
-            d_entries = torch.cat([torch.stack(_coefficient_grads(d_k, terms)), d_feat]).view(params.shape[0], -1)
-            grad_params.index_add_(1, gauss, d_entries)
+            d_entries = torch.empty(params.shape[0], live, BLOCK, device=device)
+            _coefficient_grads(d_k, terms, d_entries[:_NUM_COEFFS])
+            d_entries[_NUM_COEFFS:].copy_((weight @ g_feat.transpose(1, 2)).permute(2, 0, 1))  # [C, L, 16g]
+            grad_params.index_add_(1, gauss, d_entries.view(params.shape[0], -1))
             t.sub_(weight.sum(dim=1))
             t_after_last = t_after[:, -1, :]
             prefix.add_(w_dot.sum(dim=1))
