@@ -20,7 +20,7 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 def evaluate(
     photo_paths: Annotated[
         list[Path] | None,
-        typer.Argument(metavar="[PHOTO...]", help="With --photos: photos of one person (at least two usable).", show_default=False),
+        typer.Argument(metavar="PHOTO...", help="With --photos: photos of one person (at least two usable).", show_default=False),
     ] = None,
     data: Annotated[
         Path | None,
@@ -103,8 +103,14 @@ def evaluate(
                    ceiling, json_output)
 
 
-# -- --data ----------------------------------------------------------------------------------------
+def _weights_spec(weights: str | None) -> str | None:
+    """A run folder is accepted for its model/ (what `avat3r train -o RUN` writes)."""
+    if weights and (Path(weights) / "model" / "config.json").is_file() and not (Path(weights) / "config.json").is_file():
+        return str(Path(weights) / "model")
+    return weights
 
+
+# -- --data ----------------------------------------------------------------------------------------
 
 def _evaluate_data(data, weights, subjects, samples, inputs, targets, baselines, seed, device, expressions, bootstrap,
                    ceiling, json_output) -> None:
@@ -113,10 +119,7 @@ def _evaluate_data(data, weights, subjects, samples, inputs, targets, baselines,
 
     if weights is None:
         raise Avat3rError("no weights given and none are registered yet: pass --weights RUN/model")
-    spec = weights
-    # A run folder is accepted for its model/ (what `avat3r train -o RUN` writes).
-    if (Path(weights) / "model" / "config.json").is_file() and not (Path(weights) / "config.json").is_file():
-        spec = str(Path(weights) / "model")
+    spec = _weights_spec(weights)
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     results = run_evaluation(
         spec, data, subjects=subjects or None, num_samples=samples, seed=seed, baselines=baselines, device=device,
@@ -215,7 +218,7 @@ def _evaluate_photos(paths, weights, refine, resolution, device, use_cache, shee
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
-        result = evaluate_photos(paths, weights=weights, refine=refine, resolution=resolution, device=device,
+        result = evaluate_photos(paths, weights=_weights_spec(weights), refine=refine, resolution=resolution, device=device,
                                  use_cache=use_cache, progress=on_progress,
                                  notice=lambda line: console.print(line, markup=False))
     for photo, why in result.skipped:

@@ -29,7 +29,6 @@ from avat3r_cli.preprocess.face import FaceAnalyzer
 
 AKD_SIZE = 512
 READ_GROUPS = ("jawOpen", "smile", "blink")
-_SUBPIXEL_BITS = 4  # cv2 polygon vertices in 1/16 pixel
 
 
 @dataclass
@@ -62,12 +61,17 @@ class ImageScore:
 
 
 def face_mask(landmarks: np.ndarray, resolution: int) -> torch.Tensor:
-    """``[1, R, R]`` float mask, 1 inside the convex hull of ``landmarks [478, 2]`` (crop pixels, centres at +0.5)."""
-    mask = np.zeros((resolution, resolution), np.uint8)
-    points = np.asarray(landmarks, np.float32)[:, :2] - 0.5  # cv2 puts pixel centres at integers
-    hull = cv2.convexHull(points)[:, 0]
-    cv2.fillConvexPoly(mask, np.round(hull * (1 << _SUBPIXEL_BITS)).astype(np.int32), 1, cv2.LINE_8, _SUBPIXEL_BITS)
-    return torch.from_numpy(mask).float()[None]
+    """``[1, R, R]`` float mask: 1 where a pixel centre lies inside the convex hull of ``landmarks [478, 2]``.
+
+    Landmarks are in crop pixels with pixel centres at integer + 0.5 (as ``Camera``).
+    """
+    hull = cv2.convexHull(np.asarray(landmarks, np.float32)[:, :2])[:, 0].astype(np.float64)  # [H, 2], one winding
+    centres = np.stack(np.meshgrid(np.arange(resolution) + 0.5, np.arange(resolution) + 0.5, indexing="xy"), axis=-1)
+    edges = np.roll(hull, -1, axis=0) - hull
+    # The sign of each edge's cross product with (centre - edge start): inside = the same sign for every edge.
+    cross = edges[:, 0] * (centres[..., None, 1] - hull[:, 1]) - edges[:, 1] * (centres[..., None, 0] - hull[:, 0])
+    inside = (cross >= 0).all(axis=-1) | (cross <= 0).all(axis=-1)
+    return torch.from_numpy(inside.astype(np.float32))[None]
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:

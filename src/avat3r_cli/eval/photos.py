@@ -41,13 +41,15 @@ from avat3r_cli.core.runtime import resolve_device
 from avat3r_cli.eval.evaluate import camera_centers
 from avat3r_cli.eval.metrics import mean_finite
 from avat3r_cli.eval.photo_metrics import READ_GROUPS, FaceReading, ImageScore, face_mask, read_face, score_image
+from avat3r_cli.io.weights import ModelInfo
+from avat3r_cli.model.avat3r import Avat3r
 from avat3r_cli.pipeline.avatar import Avatar, resolve_weights_spec
 from avat3r_cli.pipeline.create import MAX_REFINE, bundle_from_prepared
 from avat3r_cli.pipeline.models import load_avat3r
 from avat3r_cli.pipeline.preprocess import default_cache_dir
 from avat3r_cli.pipeline.refine import refine_avatar
 from avat3r_cli.preprocess.face import FaceAnalyzer
-from avat3r_cli.preprocess.photos import PhotoView, prepare_photos
+from avat3r_cli.preprocess.photos import PhotoView, PreparedPhotos, prepare_photos
 from avat3r_cli.preprocess.sapiens import check_feature_backend
 from avat3r_cli.render.api import render
 
@@ -164,6 +166,15 @@ def matted_crop(view: PhotoView, confidence_threshold: float, background: tuple[
     return image * mask + torch.tensor(background).view(3, 1, 1) * (1.0 - mask)
 
 
+def make_avatar(model: Avat3r, info: ModelInfo, prepared: PreparedPhotos, device: torch.device, refine: int = 0) -> Avatar:
+    """The avatar ``create`` makes from ``prepared`` (encoded; refined for ``refine`` steps when > 0)."""
+    avatar = Avatar(model, info, bundle_from_prepared(prepared, info, model.config.confidence_threshold), device)
+    avatar.encode()
+    if refine:
+        avatar.set_residuals(refine_avatar(avatar, refine).residuals)
+    return avatar
+
+
 def _check_arguments(paths: list[Path], refine: int, resolution: int | None) -> None:
     if isinstance(refine, bool) or not isinstance(refine, int) or not 0 <= refine <= MAX_REFINE:
         raise Avat3rError(f"--refine must be a whole number in 0..{MAX_REFINE}, got {refine!r}")
@@ -177,7 +188,6 @@ def _check_arguments(paths: list[Path], refine: int, resolution: int | None) -> 
         seen[key] = path
 
 
-@torch.no_grad()
 def evaluate_photos(
     photos: list[str | Path],
     weights: str | None = None,
@@ -206,6 +216,13 @@ def evaluate_photos(
     paths = [Path(p) for p in photos]
     _check_arguments(paths, refine, resolution)
     stage = progress or (lambda name, done, total: None)
+    said: set[str] = set()
+
+    def say_once(line: str) -> None:  # a licence notice once, not once per leave-one-out subset
+        if notice is not None and line not in said:
+            said.add(line)
+            notice(line)
+
     dev = resolve_device(device)
     model, info = load_avat3r(resolve_weights_spec(weights), dev)
     cfg = model.config
@@ -213,7 +230,7 @@ def evaluate_photos(
     tau = float(cfg.confidence_threshold)
     r = resolution or cfg.image_size
     with tempfile.TemporaryDirectory(prefix="avat3r-evaluate-") as scratch:
-        # Subsets are re-prepared through the cache: only what is multi-view (DUSt3R) runs again.
+        # Subsets are re-prepared through the cache: only the DUSt3R or Sapiens stages run again.
         cache = default_cache_dir() if use_cache else Path(scratch)
         stage("Preprocessing", 0, len(paths))
         base = prepare_photos(paths, cfg.image_size, cache_dir=cache,
@@ -242,12 +259,10 @@ def evaluate_photos(
 
             for k, held_out in enumerate(targets):
                 others = [i for i in range(len(used)) if i != k]
+                # As `create` on the other photos: the cache holds their per-photo preprocessing.
                 subset = prepare_photos([used[i] for i in others], cfg.image_size, geometry=cfg.geometry_backend,
-                                        features=features, cache_dir=cache, notice=notice)
-                avatar = Avatar(model, info, bundle_from_prepared(subset, info, tau), dev)
-                avatar.encode()
-                if refine:
-                    avatar.set_residuals(refine_avatar(avatar, refine).residuals)
+                                        features=features, cache_dir=cache, notice=say_once)
+                avatar = make_avatar(model, info, subset, dev, refine)
                 cam = Camera(held_out.K, held_out.world_to_cam, r, r)
                 image = render(avatar.gaussians_at(base.views[k].blendshapes), cam, BACKGROUND).image.clamp(0, 1).cpu()
                 j = nearest_view(k, directions)
