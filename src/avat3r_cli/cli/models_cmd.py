@@ -48,7 +48,10 @@ def model_rows() -> list[dict[str, Any]]:
         config = PRESETS[entry.preset].config if entry.preset in PRESETS else None
         if entry.folder is not None and (entry.folder / CONFIG_FILE).is_file():
             # Bundled weights say what they are: a preset may have changed since they were trained.
-            config = ModelConfig.from_dict(read_config(entry.folder))
+            try:
+                config = ModelConfig.from_dict(read_config(entry.folder))
+            except ValueError:
+                pass  # an unreadable config is reported when the weights are loaded; list the preset's
         row: dict[str, Any] = {"name": entry.name, "kind": "weights"}
         row.update(describe(config) if config is not None else {"parameters": None})
         # The registry, not the preset, says what preprocessing these weights were trained with.
