@@ -11,17 +11,22 @@ skips. It is split for animation:
   every block (and, with ``expression_modulation``, scales the heads' features; with
   ``expression_field``, adds learned blendshapes to the heads' outputs), so the remaining
   transformer, the upsampler and the heads all depend on it and must run for each new expression
-  (this is why the paper drives at ~8 fps, not at raster speed).
+  (this is why the paper drives at ~8 fps, not at raster speed). With ``anchor_gaussians``, the
+  anchor queries (``anchor_gaussians.py``) read the transformer's output and the expression
+  tokens and add Gaussians that belong to no pixel.
 
 ``forward(inputs, expression)`` is exactly ``decode(encode_views(inputs), expression)``.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 
 from avat3r_cli.core.gaussians import Gaussians, rgb_to_sh_dc
+from avat3r_cli.model.anchor_gaussians import AnchorDecoder
 from avat3r_cli.model.config import ModelConfig
 from avat3r_cli.model.expression_field import ExpressionField
 from avat3r_cli.model.heads import GaussianHeads
@@ -45,6 +50,7 @@ class Avat3r(nn.Module):
         self.heads = GaussianHeads(config)
         self.modulation = ExpressionModulation(config) if config.expression_modulation else None
         self.expression_field = ExpressionField(config, self.heads.raw_dim) if config.expression_field else None
+        self.anchors = AnchorDecoder(config) if config.anchor_gaussians else None
         # Per-channel statistics of the training codes: the code is standardised before use, so a
         # rare, decisive channel (jawOpen: mostly 0) is not drowned by channels that carry a
         # per-person offset (eyeSquint ~0.5). Identity until ``set_expression_stats``.
@@ -68,6 +74,8 @@ class Avat3r(nn.Module):
             self.modulation.reset_parameters()
         if self.expression_field is not None:
             self.expression_field.reset_parameters()
+        if self.anchors is not None:
+            self.anchors.reset_parameters()
 
     def state_defaults(self) -> dict[str, torch.Tensor]:
         """Values of tensors that older weights lack: identity code statistics (raw codes)."""
@@ -96,6 +104,16 @@ class Avat3r(nn.Module):
             layer.weight *= scale[None, :]
         self.expression_mean.copy_(mean)
         self.expression_std.copy_(std)
+
+    def set_anchor_points(self, points: torch.Tensor) -> None:
+        """Anchor the anchor queries at ``points [Q, 3]`` (head frame, metres; saved with the weights).
+
+        Raises:
+            ValueError: the model has no anchors, or ``points`` is not ``[Q, 3]`` and finite.
+        """
+        if self.anchors is None:
+            raise ValueError("this model has no anchor Gaussians (anchor_gaussians = 0)")
+        self.anchors.set_points(points)
 
     @classmethod
     def from_config_dict(cls, data: dict) -> Avat3r:
@@ -156,7 +174,8 @@ class Avat3r(nn.Module):
             expression: ``[B, E]`` expression codes.
 
         Returns:
-            ``GaussianMaps`` with ``[B, V, H, W, ...]`` fp32 attributes.
+            ``GaussianMaps`` with ``[B, V, H, W, ...]`` fp32 attributes (and ``anchors``
+            ``[B, A, ...]`` when the model has anchor Gaussians).
         """
         v, gh, gw = encoded.grid
         b = encoded.tokens.shape[0]
@@ -170,7 +189,9 @@ class Avat3r(nn.Module):
         if not torch.is_autocast_enabled(tokens.device.type):
             # A cache made under bf16 autocast must still decode in full precision.
             tokens = tokens.to(self.encoder.pos_embed.dtype)
-        x = self.transformer(tokens, expression)  # [B, V*T, D]
+        expr_tokens = self.transformer.expression(expression.to(tokens.dtype))  # [B, S, D]
+        x = self.transformer.finish(tokens, expr_tokens)  # [B, V*T, D]
+        anchors = None if self.anchors is None else self.anchors(x, expr_tokens)
         x = x.reshape(b * v, gh, gw, -1)
         feats = self.upsampler(x, encoded.skip_features)  # [BV, H, W, C]
         if self.modulation is not None:
@@ -181,7 +202,7 @@ class Avat3r(nn.Module):
             positions = encoded.positions.flatten(0, 1).permute(0, 2, 3, 1)  # [BV, H, W, 3]
             raw_delta = self.expression_field(feats, positions, expression)
         attrs = self.heads(feats, log_footprint, raw_delta)
-        return self._apply_skips(attrs, encoded, b, v, h, w)
+        return replace(self._apply_skips(attrs, encoded, b, v, h, w), anchors=anchors)
 
     @staticmethod
     def _apply_skips(attrs: dict[str, torch.Tensor], enc: EncodedViews, b: int, v: int, h: int, w: int) -> GaussianMaps:
@@ -215,13 +236,14 @@ class Avat3r(nn.Module):
 
 
 def maps_to_gaussians(maps: GaussianMaps, confidence_threshold: float = 0.5, index: int = 0) -> Gaussians:
-    """The Gaussians of batch element ``index``, without pixels below the confidence threshold.
+    """The Gaussians of batch element ``index``: pixels at or above the confidence threshold, then the anchors.
 
     N = number of pixels with confidence >= threshold over all views, in view-major then
-    row-major order, so permuting the input views permutes the Gaussians in per-view blocks.
+    row-major order (so permuting the input views permutes these in per-view blocks), plus the
+    A anchor Gaussians after them, anchor-major, whatever the confidences.
 
     Args:
-        maps: per-pixel maps ``[B, V, H, W, ...]``.
+        maps: per-pixel maps ``[B, V, H, W, ...]`` (and anchors ``[B, A, ...]`` or None).
         confidence_threshold: tau; pixels with confidence < tau give no Gaussian.
         index: which batch element.
 
@@ -229,14 +251,18 @@ def maps_to_gaussians(maps: GaussianMaps, confidence_threshold: float = 0.5, ind
         ``Gaussians`` with ``means [N, 3]`` etc.
     """
     keep = (maps.confidence[index] >= confidence_threshold).reshape(-1)  # [V*H*W]
+    anchors = maps.anchors
 
-    def pick(t: torch.Tensor) -> torch.Tensor:
-        return t[index].flatten(0, 2)[keep]
+    def pick(name: str) -> torch.Tensor:
+        pixels = getattr(maps, name)[index].flatten(0, 2)[keep]
+        if anchors is None:
+            return pixels
+        return torch.cat([pixels, getattr(anchors, name)[index]])
 
     return Gaussians(
-        means=pick(maps.means),
-        quats=pick(maps.quats),
-        scales=pick(maps.scales),
-        opacities=pick(maps.opacities),
-        sh=pick(maps.sh),
+        means=pick("means"),
+        quats=pick("quats"),
+        scales=pick("scales"),
+        opacities=pick("opacities"),
+        sh=pick("sh"),
     )

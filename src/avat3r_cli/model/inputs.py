@@ -1,24 +1,26 @@
 """Typed tensors that go into and come out of the model.
 
 Letters: B batch, V views, H/W pixels, C_f feature channels, h/w feature-map size, T tokens per
-view, D width, K SH coefficients per channel.
+view, D width, K SH coefficients per channel, A anchor Gaussians per avatar.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields, is_dataclass, replace
 
 import torch
 
 
 def _to(obj, device: torch.device | str | None, dtype: torch.dtype | None):
-    """Copy every tensor field of a dataclass; ``dtype`` applies to floating tensors only."""
+    """Copy every tensor field of a dataclass (and of nested ones); ``dtype`` applies to floating tensors only."""
     changes = {}
     for f in fields(obj):
         value = getattr(obj, f.name)
         if isinstance(value, torch.Tensor):
             cast = dtype if (dtype is not None and value.is_floating_point()) else None
             changes[f.name] = value.to(device=device, dtype=cast)
+        elif is_dataclass(value):
+            changes[f.name] = _to(value, device, dtype)
     return replace(obj, **changes)
 
 
@@ -120,6 +122,33 @@ class EncodedViews:
 
 
 @dataclass
+class AnchorGaussians:
+    """Gaussians that belong to an anchor query, not to a pixel (activated, fp32).
+
+    Attributes:
+        means: ``[B, A, 3]`` world positions.
+        quats: ``[B, A, 4]`` unit quaternions, wxyz.
+        scales: ``[B, A, 3]`` metres (> 0).
+        opacities: ``[B, A]`` in (0, 1).
+        sh: ``[B, A, K, 3]`` SH coefficients (degree 0 first).
+    """
+
+    means: torch.Tensor
+    quats: torch.Tensor
+    scales: torch.Tensor
+    opacities: torch.Tensor
+    sh: torch.Tensor
+
+    @property
+    def count(self) -> int:
+        """A, Gaussians per avatar."""
+        return int(self.means.shape[1])
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> AnchorGaussians:
+        return _to(self, device, dtype)
+
+
+@dataclass
 class GaussianMaps:
     """Per-pixel Gaussian attributes for every input view (activated, fp32, channels last).
 
@@ -130,6 +159,8 @@ class GaussianMaps:
         opacities: ``[B, V, H, W]`` in (0, 1).
         sh: ``[B, V, H, W, K, 3]`` SH coefficients (degree 0 first; colour = 0.5 + C0 * sh_dc).
         confidence: ``[B, V, H, W]`` the input confidence (for filtering).
+        anchors: the anchor Gaussians ``[B, A, ...]`` of a model with anchors, else None. They
+            belong to no pixel: no confidence filters them and per-pixel residuals skip them.
     """
 
     means: torch.Tensor
@@ -138,6 +169,7 @@ class GaussianMaps:
     opacities: torch.Tensor
     sh: torch.Tensor
     confidence: torch.Tensor
+    anchors: AnchorGaussians | None = None
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> GaussianMaps:
         return _to(self, device, dtype)

@@ -212,7 +212,10 @@ class Avatar:
         return apply_residuals(self.raw_maps_at(expression), self._device_residuals())
 
     def gaussians_at(self, expression: np.ndarray | torch.Tensor) -> Gaussians:
-        """The avatar's Gaussians ``[N, ...]`` at ``expression [52]`` (N fixed by the confidences)."""
+        """The avatar's Gaussians ``[N, ...]`` at ``expression [52]``.
+
+        N is fixed by the confidences (pixels kept) plus the model's anchor Gaussians, in that order.
+        """
         with torch.no_grad():
             return maps_to_gaussians(self.maps_at(expression), self.confidence_threshold)
 

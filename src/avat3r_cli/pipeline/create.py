@@ -207,6 +207,7 @@ def run_create(
                 "parameters": info.parameters, "licence": info.licence,
             },
             "gaussians": neutral.count,
+            "anchor_gaussians": cfg.anchor_gaussians * cfg.anchor_children,
             "confidence_threshold": avatar.confidence_threshold,
             "refine": refine_report,
             "files": [*output_names(video)],
