@@ -140,7 +140,7 @@ def _evaluate_data(data, weights, subjects, samples, inputs, targets, baselines,
                                                analyzer=analyzer, resamples=bootstrap)
             if ceiling:
                 cfg = model.config
-                floor = expression_ceiling(data, names, cfg.image_size, cfg.geometry_backend, seed=seed,
+                floor = expression_ceiling(data, names, cfg.input_size, cfg.geometry_backend, seed=seed,
                                            analyzer=analyzer, resamples=bootstrap)
     if json_output:
         for result in results:

@@ -28,7 +28,8 @@ def model_rows() -> list[dict[str, Any]]:
     def describe(config: ModelConfig) -> dict[str, Any]:
         return {
             "parameters": count(config),
-            "resolution": [config.image_size, config.image_size],
+            "resolution": [config.input_size, config.input_size],
+            "network_resolution": [config.image_size, config.image_size],
             "patch": config.patch_size,
             "width": config.width,
             "blocks": config.depth,

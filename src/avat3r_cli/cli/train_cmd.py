@@ -98,7 +98,7 @@ def train(
         from avat3r_cli.pipeline.dataset import ensure_prepared
 
         try:
-            resolution = get_preset(preset).image_size
+            resolution = get_preset(preset).input_size
         except ValueError as error:
             from avat3r_cli.core.errors import Avat3rError
 

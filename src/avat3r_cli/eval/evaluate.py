@@ -210,7 +210,7 @@ def evaluate(
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
     model, folder = _resolve_model(weights, dev)
     config = model.config
-    res, geometry = config.image_size, config.geometry_backend
+    res, geometry = config.input_size, config.geometry_backend
     data_dir = Path(data_dir)
     names = list(subjects) if subjects else _default_subjects(data_dir, folder, res, geometry)
     bg = torch.tensor(background, dtype=torch.float32)

@@ -162,7 +162,7 @@ def expression_ceiling(
 
 
 def _open(model: Avat3r, data_dir: Path, subjects: list[str]) -> list[PreparedSubject]:
-    res, geometry = model.config.image_size, model.config.geometry_backend
+    res, geometry = model.config.input_size, model.config.geometry_backend
     return [PreparedSubject(Path(data_dir) / s / prepared_name(res, geometry)) for s in subjects]
 
 

@@ -228,12 +228,12 @@ def evaluate_photos(
     cfg = model.config
     features = check_feature_backend(cfg.feature_backend, cfg.feature_backend)
     tau = float(cfg.confidence_threshold)
-    r = resolution or cfg.image_size
+    r = resolution or cfg.input_size
     with tempfile.TemporaryDirectory(prefix="avat3r-evaluate-") as scratch:
         # Subsets are re-prepared through the cache: only the DUSt3R or Sapiens stages run again.
         cache = default_cache_dir() if use_cache else Path(scratch)
         stage("Preprocessing", 0, len(paths))
-        base = prepare_photos(paths, cfg.image_size, cache_dir=cache,
+        base = prepare_photos(paths, cfg.input_size, cache_dir=cache,
                               progress=lambda done, total: stage("Preprocessing", done, total))
         skipped = {p for p, _ in base.skipped}
         used = [p for p in paths if str(p) not in skipped]
@@ -241,9 +241,9 @@ def evaluate_photos(
             why = "; ".join(f"{p}: {reason}" for p, reason in base.skipped)
             raise Avat3rError(f"leave-one-out needs at least two usable photos, got {len(used)}"
                               + (f" (skipped: {why})" if why else ""))
-        targets = base.views if r == cfg.image_size else prepare_photos(used, r, cache_dir=cache).views
+        targets = base.views if r == cfg.input_size else prepare_photos(used, r, cache_dir=cache).views
         if [v.name for v in targets] != [v.name for v in base.views]:
-            raise Avat3rError(f"the photos prepared at {r}² differ from those at {cfg.image_size}²")
+            raise Avat3rError(f"the photos prepared at {r}² differ from those at {cfg.input_size}²")
         names = [v.name for v in targets]
         directions = view_directions(torch.stack([v.world_to_cam for v in targets]))
         crops = [matted_crop(v, tau) for v in targets]
@@ -260,7 +260,7 @@ def evaluate_photos(
             for k, held_out in enumerate(targets):
                 others = [i for i in range(len(used)) if i != k]
                 # As `create` on the other photos: the cache holds their per-photo preprocessing.
-                subset = prepare_photos([used[i] for i in others], cfg.image_size, geometry=cfg.geometry_backend,
+                subset = prepare_photos([used[i] for i in others], cfg.input_size, geometry=cfg.geometry_backend,
                                         features=features, cache_dir=cache, notice=say_once)
                 avatar = make_avatar(model, info, subset, dev, refine)
                 cam = Camera(held_out.K, held_out.world_to_cam, r, r)

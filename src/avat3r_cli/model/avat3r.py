@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from avat3r_cli.core.gaussians import Gaussians, rgb_to_sh_dc
@@ -137,19 +138,26 @@ class Avat3r(nn.Module):
 
         Args:
             inputs: images/positions ``[B, V, 3, H, W]``, confidence ``[B, V, 1, H, W]``, cameras,
-                optional features ``[B, V, C_f, h, w]``. H and W must be multiples of the patch.
+                optional features ``[B, V, C_f, h, w]``. H and W must be multiples of the patch
+                times ``gaussian_upsample``.
 
         Returns:
             ``EncodedViews`` with tokens ``[B, V*T, D]`` and the skip inputs.
         """
         b, v = inputs.batch_size, inputs.num_views
         h, w = inputs.image_size
-        p = self.config.patch_size
+        f = self.config.gaussian_upsample
+        p = self.config.patch_size * f
         if h % p or w % p:
-            raise ValueError(f"image size (H, W) = ({h}, {w}) is not a multiple of the patch size {p}")
+            raise ValueError(f"image size (H, W) = ({h}, {w}) is not a multiple of {p} (patch x gaussian_upsample)")
         dtype = self.encoder.patch_embed.weight.dtype
-        images, positions = inputs.images.to(dtype), inputs.positions.to(dtype)
-        rays = plucker_rays(inputs.K, inputs.world_to_cam, h, w).to(dtype)
+        images, positions, K = inputs.images.to(dtype), inputs.positions.to(dtype), inputs.K
+        if f > 1:
+            # The network reads the crops at its own grid: f x f pixel means, and the intrinsics of
+            # that grid (pixel coordinates divided by f, pixel centres staying centres).
+            images, positions = (_area_downsample(t, f) for t in (images, positions))
+            K = torch.cat([K[..., :2, :] / f, K[..., 2:, :]], dim=-2)
+        rays = plucker_rays(K, inputs.world_to_cam, h // f, w // f).to(dtype)
         pixels = torch.cat([images, positions, rays], dim=2).flatten(0, 1)  # [BV, 12, H, W]
         features = None if inputs.features is None else inputs.features.flatten(0, 1)
         tokens, (gh, gw), skip = self.encoder(pixels, features)
@@ -163,6 +171,7 @@ class Avat3r(nn.Module):
             colors=inputs.images,
             confidence=inputs.confidence,
             log_footprint=footprint.log(),
+            network_positions=positions if f > 1 else None,
         )
 
     # -- stages 2-5: transformer -> upsample -> heads -> skips, per expression ----------------
@@ -199,9 +208,15 @@ class Avat3r(nn.Module):
         log_footprint = encoded.log_footprint.flatten(0, 1).permute(0, 2, 3, 1)
         raw_delta = None
         if self.expression_field is not None:
-            positions = encoded.positions.flatten(0, 1).permute(0, 2, 3, 1)  # [BV, H, W, 3]
-            raw_delta = self.expression_field(feats, positions, expression)
-        attrs = self.heads(feats, log_footprint, raw_delta)
+            net_positions = encoded.positions if encoded.network_positions is None else encoded.network_positions
+            raw_delta = self.expression_field(feats, net_positions.flatten(0, 1).permute(0, 2, 3, 1), expression)
+        raw = self.heads.raw_outputs(feats, raw_delta)  # [BV, h', w', raw_dim]
+        if raw.shape[1:3] != (h, w):
+            # One Gaussian per crop pixel: raw outputs upsampled before the activations, so scales
+            # follow each crop pixel's own footprint and the skips bring full-resolution detail.
+            raw = F.interpolate(raw.permute(0, 3, 1, 2), size=(h, w), mode="bilinear", align_corners=False)
+            raw = raw.permute(0, 2, 3, 1)
+        attrs = self.heads.activate(raw, log_footprint)
         return replace(self._apply_skips(attrs, encoded, b, v, h, w), anchors=anchors)
 
     @staticmethod
@@ -233,6 +248,12 @@ class Avat3r(nn.Module):
     def forward(self, inputs: ViewInputs, expression: torch.Tensor) -> GaussianMaps:
         """``decode(encode_views(inputs), expression)``; shapes as there."""
         return self.decode(self.encode_views(inputs), expression)
+
+
+def _area_downsample(t: torch.Tensor, factor: int) -> torch.Tensor:
+    """``[B, V, C, H, W]`` -> ``[B, V, C, H / factor, W / factor]`` by means over factor^2 blocks."""
+    b, v = t.shape[:2]
+    return F.avg_pool2d(t.flatten(0, 1), factor).unflatten(0, (b, v))
 
 
 def maps_to_gaussians(maps: GaussianMaps, confidence_threshold: float = 0.5, index: int = 0) -> Gaussians:

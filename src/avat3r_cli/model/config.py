@@ -26,8 +26,14 @@ class ModelConfig:
     """Hyper-parameters of ``Avat3r``; see ``PRESETS`` for the named sizes.
 
     Attributes:
-        image_size: side of the square input crops the model was built for (H = W). Other sizes
-            that are multiples of ``patch_size`` also run (the positional embedding is resampled).
+        image_size: side of the square grid the network reads (H = W). Other sizes that are
+            multiples of ``patch_size`` also run (the positional embedding is resampled).
+        gaussian_upsample: f, Gaussians per network pixel along each side. The crops (and the
+            position maps, confidences and training targets) are f x ``image_size``
+            (``input_size``); the network reads them area-downsampled, and its per-pixel outputs
+            are upsampled bilinearly before the activations, so each crop pixel gets its own
+            Gaussian with its own colour and position skip and a scale in its own footprint
+            (``docs/model.md``). 1 = the paper's one Gaussian per network pixel.
         patch_size: patchify kernel = stride (a power of two).
         width: transformer width D.
         depth: number of transformer blocks L.
@@ -72,6 +78,7 @@ class ModelConfig:
     """
 
     image_size: int = 64
+    gaussian_upsample: int = 1
     patch_size: int = 8
     width: int = 192
     depth: int = 4
@@ -113,6 +120,8 @@ class ModelConfig:
             problems.append(f"patch_size {p} is not a power of two")
         if self.image_size <= 0 or self.image_size % max(p, 1):
             problems.append(f"image_size {self.image_size} is not a positive multiple of patch_size {p}")
+        if self.gaussian_upsample not in (1, 2, 4):
+            problems.append(f"gaussian_upsample {self.gaussian_upsample} is not 1, 2 or 4")
         if self.num_heads <= 0 or self.width % self.num_heads:
             problems.append(f"width {self.width} does not divide into {self.num_heads} heads")
         if self.depth < 1:
@@ -143,6 +152,11 @@ class ModelConfig:
             problems.append("expression_mixing needs expression_modulation")
         if problems:
             raise ValueError("invalid model config: " + "; ".join(problems))
+
+    @property
+    def input_size(self) -> int:
+        """Side of the crops (and position maps and training targets) the model reads."""
+        return self.image_size * self.gaussian_upsample
 
     @property
     def grid_size(self) -> int:

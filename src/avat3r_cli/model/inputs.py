@@ -101,12 +101,14 @@ class EncodedViews:
         tokens: ``[B, V*T, D]`` tokens after the first block's self-attention (the last point
             before the expression enters).
         grid: (V, h, w) the token grid, T = h*w.
-        skip_features: ``[B*V, H, W, head_channels]`` full-resolution features of the raw inputs
-            (channels last, as the upsampler and heads use them).
-        positions: ``[B, V, 3, H, W]`` position maps (for the position skip).
+        skip_features: ``[B*V, h', w', head_channels]`` features of the raw inputs at the
+            network's resolution (channels last, as the upsampler and heads use them).
+        positions: ``[B, V, 3, H, W]`` position maps at the crops' resolution (the position skip).
         colors: ``[B, V, 3, H, W]`` input RGB (for the colour skip).
         confidence: ``[B, V, 1, H, W]``.
         log_footprint: ``[B, V, 1, H, W]`` log of each pixel's world-space size (scale reference).
+        network_positions: ``[B, V, 3, h', w']`` the position maps the network read, where the
+            crops are ``gaussian_upsample`` times larger than its grid; None when they are not.
     """
 
     tokens: torch.Tensor
@@ -116,6 +118,7 @@ class EncodedViews:
     colors: torch.Tensor
     confidence: torch.Tensor
     log_footprint: torch.Tensor
+    network_positions: torch.Tensor | None = None
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> EncodedViews:
         return _to(self, device, dtype)

@@ -159,7 +159,7 @@ def run_create(
     t = time.perf_counter()
     stage("Preprocessing", 0, len(photos))
     prepared = prepare_photos(
-        [Path(p) for p in photos], cfg.image_size, geometry=geometry, features=features,
+        [Path(p) for p in photos], cfg.input_size, geometry=geometry, features=features,
         cache_dir=default_cache_dir() if use_cache else None,
         progress=lambda done, total: stage("Preprocessing", done, total), notice=say,
     )

@@ -203,9 +203,9 @@ def _prepare_run(cfg: TrainConfig, dist: _Dist, device: torch.device):
             raise Avat3rError(f"the model needs {model.config.feature_backend} image features; "
                               "prepared datasets hold none yet (use tiny, small or base)")
         opt_state, start, tensors = None, 0, {}
-        subjects = find_subjects(cfg.data_dir, model.config.image_size, cfg.geometry)
+        subjects = find_subjects(cfg.data_dir, model.config.input_size, cfg.geometry)
         train_subjects, val_subjects = split_subjects(subjects, cfg.num_subjects_val)
-    pool = SubjectPool(cfg.data_dir, model.config.image_size, model.config.geometry_backend)
+    pool = SubjectPool(cfg.data_dir, model.config.input_size, model.config.geometry_backend)
     if not cfg.resume:
         model.set_expression_stats(*expression_statistics([pool.get(s) for s in train_subjects]))
     dist.barrier()  # every rank has checked the folder before rank 0 writes into it
@@ -219,7 +219,7 @@ def _prepare_run(cfg: TrainConfig, dist: _Dist, device: torch.device):
         run.mkdir(parents=True, exist_ok=True)
         if not cfg.resume:
             doc = {"train": train_subjects, "val": val_subjects, "data_dir": str(cfg.data_dir),
-                   "geometry": cfg.geometry, "resolution": model.config.image_size}
+                   "geometry": cfg.geometry, "resolution": model.config.input_size}
             with atomic_output(run / "split.json") as tmp:
                 tmp.write_text(json.dumps(doc, indent=2) + "\n")
         _truncate_log(run / "log.jsonl", start)
