@@ -22,7 +22,7 @@ import numpy as np
 
 from avat3r_cli.core.errors import Avat3rError, InputFileError
 from avat3r_cli.core.expressions import EXPRESSION_NAMES
-from avat3r_cli.io.images import load_photo
+from avat3r_cli.io.images import read_photo
 from avat3r_cli.io.mediapipe_assets import face_landmarker_path
 
 NUM_LANDMARKS = 478
@@ -42,6 +42,11 @@ MIN_DETECTION_CONFIDENCE = 0.5
 MIN_PRESENCE_CONFIDENCE = 0.4
 MIN_TRACKING_CONFIDENCE = 0.5
 MAX_FACES = 4
+# Forehead top and chin of the canonical mesh: their direction says which way up the face is.
+FOREHEAD_CHIN_LANDMARKS = (10, 152)
+# A face turned further than this from upright in the image is reported: usually a photo whose
+# orientation was lost (no EXIF) or a sideways shot; it is still used as it is.
+MAX_UPRIGHT_DEG = 60.0
 
 
 @dataclass
@@ -313,15 +318,28 @@ def _first_mismatch(names: tuple[str, ...]) -> str:
     return f"index {len(EXPRESSION_NAMES)}: extra names"
 
 
+def face_rotation_deg(face: FaceObservation) -> float:
+    """How far the face is turned in the image plane from upright, degrees in -180..180.
+
+    0 when the chin is straight below the forehead, +-180 upside down; positive is clockwise on
+    screen (y points down).
+    """
+    top, chin = FOREHEAD_CHIN_LANDMARKS
+    dx, dy = (face.landmarks[chin, :2] - face.landmarks[top, :2]).astype(np.float64)
+    return float(np.degrees(np.arctan2(-dx, dy)))
+
+
 def analyze_photo(path: str | Path, analyzer: FaceAnalyzer, min_iod_px: float = MIN_IOD_PX) -> AnalyzedPhoto:
     """Load a photo and find its face: ``(image uint8 [H, W, 3], FaceObservation, warnings)``.
 
     Raises InputFileError naming the file when it cannot be read, when no face is found, or when
     the face is too small to use (fewer than ``min_iod_px`` pixels between the outer eye corners,
-    measured in the loaded image, which ``load_photo`` caps at 2048 px). Several faces are not an
-    error: the largest is used and a warning says so.
+    measured in the loaded image, which ``read_photo`` caps at 2048 px). Several faces, a face
+    turned sideways or upside down, and an animated file's first frame are not errors: the
+    photo is used and a warning says so.
     """
-    image = load_photo(path)
+    photo = read_photo(path)
+    image, warnings = photo.image, list(photo.warnings)
     face = analyzer.analyze(image)
     if face is None:
         raise InputFileError(path, "no face found")
@@ -330,7 +348,13 @@ def analyze_photo(path: str | Path, analyzer: FaceAnalyzer, min_iod_px: float = 
         raise InputFileError(
             path, f"face too small to use ({iod:.0f} px between the eyes; at least {min_iod_px:.0f} needed)"
         )
-    warnings: list[str] = []
     if face.num_faces > 1:
         warnings.append(f"{path}: several faces ({face.num_faces}): using the largest")
+    turned = face_rotation_deg(face)
+    if abs(turned) > MAX_UPRIGHT_DEG:
+        how = "upside down" if abs(turned) > 135.0 else "sideways"
+        warnings.append(
+            f"{path}: the face is {how} in the photo (turned {abs(turned):.0f} degrees); "
+            "check the photo's orientation (using it as it is)"
+        )
     return AnalyzedPhoto(image, face, warnings)
