@@ -74,7 +74,7 @@ def _orientation(image: Image.Image) -> tuple[int, str | None]:
     if value in (None, 0, 1):  # 0 is a common writer bug meaning "not set"
         return 1, None
     if isinstance(value, bool) or not isinstance(value, int) or value not in _UPRIGHT:
-        return 1, f"invalid EXIF orientation {str(value)[:20]!r}; used as stored"
+        return 1, f"invalid EXIF orientation {str(value)[:20]}; used as stored"
     return value, None
 
 
@@ -119,6 +119,7 @@ def read_photo(path: str | Path, max_side: int = DEFAULT_MAX_SIDE) -> Photo:
                 orientation, problem = _orientation(image)
                 if problem:
                     notes.append(problem)
+                full_size = image.size  # the final size follows from this, whatever draft decodes
                 image.draft("RGB", (max_side, max_side))  # JPEG: decode at reduced size directly
                 image.load()
                 image = _to_rgb(_reduce_early(image, max_side))
@@ -135,12 +136,14 @@ def read_photo(path: str | Path, max_side: int = DEFAULT_MAX_SIDE) -> Photo:
         raise InputFileError(path, f"unreadable image ({type(error).__name__}: {error})") from None
     if min(image.size) < 1:
         raise InputFileError(path, "image has no pixels")
+    width, height = full_size
+    if max(width, height) > max_side:
+        scale = max_side / max(width, height)
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        if image.size != size:  # draft and reduce round up: a last Lanczos step to the exact size
+            image = image.resize(size, Image.Resampling.LANCZOS)
     if orientation in _UPRIGHT:
         image = image.transpose(_UPRIGHT[orientation])
-    if max(image.size) > max_side:
-        scale = max_side / max(image.size)
-        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-        image = image.resize(size, Image.Resampling.LANCZOS)
     return Photo(np.asarray(image, dtype=np.uint8).copy(), [f"{path}: {note}" for note in notes])
 
 
