@@ -367,6 +367,8 @@ BUNDLES = [
     bundle_case("bundle-w2c-zero", "world_to_cam all zeros", "unusable world_to_cam",
                 tensors=lambda t: t["world_to_cam"].zero_()),
     bundle_case("bundle-w2c-shear", "world_to_cam with a shear", "unusable world_to_cam", tensors=_shear),
+    bundle_case("bundle-no-views", "every tensor with 0 views", "no views",
+                tensors=lambda t: t.update({k: v[:0] for k, v in t.items()})),
     bundle_case("bundle-nan", "NaN in positions", "NaN", tensors=lambda t: t["positions"].view(-1)[0].fill_(float("nan"))),
     bundle_case("bundle-missing-tensor", "no confidence tensor", "lacks tensor", tensors=lambda t: t.pop("confidence")),
     bundle_case("bundle-wrong-shape", "K of shape [1, 3, 4]", "expected [1, 3, 3]",

@@ -218,6 +218,8 @@ def _read_bundle(path: Path) -> AvatarBundle:
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != torch.uint8:
         raise InputFileError(path, f"bundle images are {images.dtype} {list(images.shape)}, expected uint8 [V, H, W, 3]")
     v, h, w, _ = images.shape
+    if v == 0 or h == 0 or w == 0:
+        raise InputFileError(path, f"bundle images are {list(images.shape)}: no views or no pixels")
     expected = {
         "positions": (v, 3, h, w), "confidence": (v, 1, h, w), "K": (v, 3, 3),
         "world_to_cam": (v, 4, 4), "blendshapes": (v, EXPRESSION_DIM),

@@ -87,6 +87,8 @@ def confidence_problem(confidence: torch.Tensor, threshold: float) -> str | None
     Values must lie in 0..1, and at least one pixel must reach the threshold: each such pixel is
     one Gaussian, so none would be an empty avatar.
     """
+    if confidence.numel() == 0:
+        return "bundle confidences are empty, so the avatar would have no Gaussians"
     lo, hi = float(confidence.min()), float(confidence.max())
     if lo < -CONFIDENCE_TOL or hi > 1.0 + CONFIDENCE_TOL:
         return f"bundle confidences span {lo:.3g}..{hi:.3g}, expected 0..1"
