@@ -17,7 +17,8 @@ import pytest
 from PIL import Image
 
 from avat3r_cli.core.errors import PARSE_ERRORS, InputFileError, input_file_errors
-from bad_inputs import CASES, TABLE, Corpus, animate, create, preprocess, render, table
+from bad_input_corpus import Corpus, animate, create, preprocess, render
+from bad_inputs import CASES, TABLE, table
 from cli_fixtures import invoke, shared_cache, weights  # noqa: F401
 
 
@@ -100,7 +101,7 @@ def test_animated_file_uses_its_first_frame_with_a_warning(corpus: Corpus, tmp_p
     corpus.face.save(gif, save_all=True, append_images=[corpus.face.rotate(10)], duration=100)
     result = invoke(*preprocess(tmp_path / "out", gif))
     assert result.exit_code == 0, result.output
-    assert "holds 2 frames" in result.stderr and "using the first" in result.stderr
+    assert "is animated or multi-page; using its first frame" in result.stderr
 
 
 def test_sideways_face_is_used_with_a_warning(corpus: Corpus, tmp_path: Path) -> None:

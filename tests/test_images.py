@@ -128,7 +128,7 @@ def test_animated_and_odd_exif_photos_load_with_warnings(tmp_path, rgb):
     frames[0].save(tmp_path / "moving.gif", save_all=True, append_images=frames[1:])
     photo = read_photo(tmp_path / "moving.gif")
     assert photo.image.shape == (40, 60, 3)
-    assert photo.warnings == [f"{tmp_path / 'moving.gif'}: holds 2 frames (animated or multi-page); using the first"]
+    assert photo.warnings == [f"{tmp_path / 'moving.gif'}: is animated or multi-page; using its first frame"]
     image = Image.fromarray(rgb)
     exif = image.getexif()
     exif[0x0112] = 9  # not an orientation

@@ -113,9 +113,9 @@ def read_photo(path: str | Path, max_side: int = DEFAULT_MAX_SIDE) -> Photo:
             # the first ourselves and the second is reported (or harmless): stderr stays clean.
             warnings.simplefilter("ignore")
             with Image.open(path) as image:
-                frames = getattr(image, "n_frames", 1)
-                if isinstance(frames, int) and frames > 1:
-                    notes.append(f"holds {frames} frames (animated or multi-page); using the first")
+                # is_animated looks for a second frame only; n_frames would walk the whole file.
+                if getattr(image, "is_animated", False) is True:
+                    notes.append("is animated or multi-page; using its first frame")
                 orientation, problem = _orientation(image)
                 if problem:
                     notes.append(problem)
@@ -133,7 +133,7 @@ def read_photo(path: str | Path, max_side: int = DEFAULT_MAX_SIDE) -> Photo:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise InputFileError(path, f"unreadable or truncated image ({reason})") from None
     except Exception as error:  # a decoder plugin's own failure on a hostile file
-        raise InputFileError(path, f"unreadable image ({type(error).__name__}: {error})") from None
+        raise InputFileError(path, f"unreadable image ({type(error).__name__}: {error})") from error
     if min(image.size) < 1:
         raise InputFileError(path, "image has no pixels")
     width, height = full_size

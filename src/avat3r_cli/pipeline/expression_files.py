@@ -194,7 +194,7 @@ def _read_csv(path: Path) -> tuple[np.ndarray, list[str]]:
             except ValueError:
                 raise InputFileError(path, f"line {line}, column {header[c].strip()}: {row[c][:40]!r} is not a number") from None
             if i is None:
-                tongue_used = tongue_used or value != 0.0
+                tongue_used |= value != 0.0
             else:
                 codes[r, i] = value
     return codes, warnings + _tongue_warning(path, tongue_used)
@@ -246,7 +246,7 @@ def _read_json(path: Path) -> tuple[np.ndarray, list[str]]:
                 if lookup[k] is not None:
                     codes[t, lookup[k]] = _number(path, v, f"frame {t}, {k}")
                 elif k.strip().lower() == _TONGUE:
-                    tongue_used = tongue_used or _number(path, v, f"frame {t}, {k}") != 0.0
+                    tongue_used |= _number(path, v, f"frame {t}, {k}") != 0.0
         return codes, warnings + _tongue_warning(path, tongue_used)
     if not all(isinstance(f, list) for f in data):
         raise InputFileError(path, "frames must all be lists of numbers or all be {name: score} objects")
@@ -265,7 +265,7 @@ def _read_json(path: Path) -> tuple[np.ndarray, list[str]]:
             if i is not None:
                 codes[t, i] = value
             elif c in tongue:
-                tongue_used = tongue_used or value != 0.0
+                tongue_used |= value != 0.0
     return codes, warnings + _tongue_warning(path, tongue_used)
 
 
