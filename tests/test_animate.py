@@ -82,20 +82,41 @@ def test_zero_code_frame_is_the_ply(avatar: Path, tmp_path: Path) -> None:
 def test_csv_live_link_face_columns(avatar: Path, tmp_path: Path) -> None:
     csv_path = tmp_path / "take.csv"
     csv_path.write_text(
-        "Timecode,BlendShapeCount,EyeBlinkLeft,JawOpen,MouthSmileLeft,TongueOut,HeadYaw\n"
-        "00:00:00:01.000,61,0.5,0.25,0.1,0.0,0.3\n"
-        "00:00:00:02.000,61,0.0,0.75,0.2,0.0,0.1\n"
+        "Timecode,BlendShapeCount,EyeBlinkLeft,JawOpen,MouthSmileLeft,TongueOut,HeadYaw,LeftEyeRoll,Notes\n"
+        "00:00:00:01.000,61,0.5,0.25,0.1,0.0,0.3,0.1,x\n"
+        "00:00:00:02.000,61,0.0,0.75,0.2,0.0,0.1,0.2,y\n"
     )
     values, warnings = read_expressions(csv_path)
     assert values.shape == (2, 52)
     assert values[0, EXPRESSION_INDEX["eyeBlinkLeft"]] == 0.5 and values[1, EXPRESSION_INDEX["jawOpen"]] == 0.75
     assert values[:, EXPRESSION_INDEX["browInnerUp"]].tolist() == [0.0, 0.0]  # missing -> 0
-    assert any("Timecode" in w and "HeadYaw" in w and "TongueOut" in w for w in warnings)
+    # Live Link Face's own extra columns are quiet; a column nobody knows is named; an unused
+    # TongueOut (no such channel here) is quiet too.
+    ignored = [w for w in warnings if "ignoring" in w]
+    assert len(ignored) == 1 and "Notes" in ignored[0], warnings
+    assert not any(name in w for w in warnings for name in ("Timecode", "BlendShapeCount", "HeadYaw", "LeftEyeRoll", "TongueOut"))
     out = tmp_path / "a.gif"
     result = invoke("animate", avatar, "--expr", csv_path, "-o", out, "--size", 16, "--device", "cpu")
     assert result.exit_code == 0, result.output
-    assert "Warning" in result.stderr and "Timecode" in result.stderr
+    assert "Warning" in result.stderr and "Notes" in result.stderr and "Timecode" not in result.stderr
     assert out.is_file()
+
+
+def test_tongue_out_warns_only_when_used(tmp_path: Path) -> None:
+    used = tmp_path / "tongue.csv"
+    used.write_text("JawOpen,TongueOut\n0.5,0.0\n0.5,0.4\n")
+    values, warnings = read_expressions(used)
+    assert values[1, EXPRESSION_INDEX["jawOpen"]] == 0.5
+    assert any("TongueOut" in w for w in warnings), warnings
+    named = tmp_path / "tongue.json"
+    named.write_text(json.dumps([{"jawOpen": 0.5, "TongueOut": 0.0}, {"jawOpen": 0.2, "TongueOut": 0.0}]))
+    assert not any("TongueOut" in w for w in read_expressions(named)[1])
+
+
+def test_the_example_clip_reads_without_warnings() -> None:
+    values, warnings = read_expressions(Path(__file__).resolve().parents[1] / "examples" / "expressions.csv")
+    assert warnings == []
+    assert values.shape == (60, 52) and float(values[:, EXPRESSION_INDEX["jawOpen"]].max()) == pytest.approx(0.8, abs=0.01)
 
 
 def test_json_forms(avatar: Path, tmp_path: Path) -> None:

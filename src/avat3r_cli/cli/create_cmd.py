@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import traceback
 from pathlib import Path
 from typing import Annotated
 
@@ -87,7 +88,14 @@ def _create_batch(folders, output, subjects_from, skip_existing, shard, as_json,
         line = {"ok": "done", "skipped": "skipped (exists)", "failed": f"failed: {result.get('error')}"}[result["status"]]
         console.print(f"{result['name']}: {line}", markup=False)
 
-    results = run_batch(folders, output, Shard.parse(shard), skip_existing, on_result=on_result, **options)
+    def on_error(error: BaseException) -> None:
+        # The error itself is in the subject's line; AVAT3R_DEBUG adds where it came from.
+        from avat3r_cli.cli.app import debug_enabled
+
+        if debug_enabled():
+            traceback.print_exception(type(error), error, error.__traceback__)
+
+    results = run_batch(folders, output, Shard.parse(shard), skip_existing, on_result=on_result, on_error=on_error, **options)
     failed = sum(r["status"] == "failed" for r in results)
     console.print(f"{len(results) - failed} of {len(results)} subject(s) done, {failed} failed", markup=False)
     if failed:

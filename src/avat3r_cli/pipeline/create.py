@@ -31,6 +31,7 @@ from avat3r_cli.io.ply import write_ply
 from avat3r_cli.io.video import VideoInfo, write_video
 from avat3r_cli.pipeline.avatar import AVATAR_PLY, Avatar, resolve_weights_spec
 from avat3r_cli.pipeline.bundle import AvatarBundle, BundleMetadata, bundle_path_for, save_bundle
+from avat3r_cli.pipeline.bundle_checks import gaussian_count
 from avat3r_cli.pipeline.expression_tour import TOUR_FPS, frames_per_expression, tour_frames
 from avat3r_cli.pipeline.turntable import render_turntable, validate_turntable_args
 
@@ -167,7 +168,13 @@ def run_create(
 
     t = time.perf_counter()
     stage("Encoding", 0, 1)
-    avatar = Avatar(model, info, bundle_from_prepared(prepared, info, cfg.confidence_threshold), dev)
+    bundle = bundle_from_prepared(prepared, info, cfg.confidence_threshold)
+    if gaussian_count(bundle.confidence, cfg.confidence_threshold) == 0:  # an empty avatar is no avatar
+        raise Avat3rError(
+            f"{', '.join(bundle.metadata.photos)}: no pixel reaches the model's confidence threshold "
+            f"{cfg.confidence_threshold:g}, so the avatar would have no Gaussians; nothing was written"
+        )
+    avatar = Avatar(model, info, bundle, dev)
     avatar.encode()
     stage("Encoding", 1, 1)
     timings["encode"] = time.perf_counter() - t
