@@ -9,7 +9,7 @@ from avat3r_cli.core.errors import Avat3rError
 from avat3r_cli.io.bundled import asset_path, restore_hint
 from avat3r_cli.io.mediapipe_assets import FACE_LANDMARKER_FILE
 from avat3r_cli.preprocess.dust3r.load import DUST3R_REPO
-from avat3r_cli.preprocess.sapiens import SAPIENS_VARIANTS
+from avat3r_cli.preprocess.sapiens import SAPIENS_PINS, SAPIENS_VARIANTS
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class Asset:
         filename: the file (in the repo, or relative to the assets folder).
         licence: SPDX id.
         size: download size, for people deciding whether to fetch it.
+        revision: the pinned hub commit, None where the downloader takes the repo's head.
     """
 
     name: str
@@ -31,11 +32,12 @@ class Asset:
     filename: str
     licence: str
     size: str
+    revision: str | None = None
 
     @property
     def source(self) -> str:
         if self.repo:
-            return f"hf:{self.repo}"
+            return f"hf:{self.repo}" + (f"@{self.revision[:12]}" if self.revision else "")
         return f"{asset_path(self.filename)} (bundled)"
 
     def status(self) -> str:
@@ -44,7 +46,7 @@ class Asset:
             return "bundled" if asset_path(self.filename).is_file() else "missing"
         from huggingface_hub import try_to_load_from_cache
 
-        found = try_to_load_from_cache(self.repo, self.filename)
+        found = try_to_load_from_cache(self.repo, self.filename, revision=self.revision)
         return "cached" if isinstance(found, str) else "not downloaded"
 
 
@@ -53,7 +55,7 @@ ASSETS: tuple[Asset, ...] = (
           "Apache-2.0", "3.8 MB"),
     Asset("dust3r", "--geometry dust3r", DUST3R_REPO, "model.safetensors", "CC-BY-NC-SA-4.0", "2.3 GB"),
     *(
-        Asset(name, f"--features {name}", repo, filename, "CC-BY-NC-4.0", size)
+        Asset(name, f"--features {name}", repo, filename, "CC-BY-NC-4.0", size, SAPIENS_PINS[name].revision)
         for (name, (repo, filename, _)), size in zip(SAPIENS_VARIANTS.items(), ("~1.2 GB", "2.7 GB", "4.7 GB", "8.7 GB"))
     ),
 )
