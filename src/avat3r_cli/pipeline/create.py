@@ -110,6 +110,7 @@ def run_create(
 
     Raises:
         Avat3rError: bad arguments, missing weights, no usable photo; OUT is then unchanged.
+        OSError: OUT cannot be written, or a write failed (a full disk), naming the file in OUT.
     """
     from avat3r_cli.io.weights import resolve_verified
     from avat3r_cli.pipeline.models import load_avat3r, read_model_config
