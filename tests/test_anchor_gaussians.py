@@ -23,7 +23,7 @@ from avat3r_cli.io.weights import load_model, save_model
 from avat3r_cli.model.anchor_gaussians import ANCHOR_OFFSET_M, CHILD_SPREAD_M
 from avat3r_cli.model.avat3r import Avat3r, maps_to_gaussians
 from avat3r_cli.model.config import PRESETS, ModelConfig, get_preset
-from avat3r_cli.pipeline.avatar import DEFAULT_WEIGHTS_FOLDER, Avatar
+from avat3r_cli.pipeline.avatar import Avatar, default_weights_folder
 from avat3r_cli.pipeline.models import load_avat3r
 from avat3r_cli.preprocess import anchor_points as anchor_module
 from avat3r_cli.preprocess.anchor_points import MAX_ANCHORS, anchor_points, head_surface_samples
@@ -134,7 +134,7 @@ def test_anchors_leave_the_pixel_gaussians_and_older_weights_unchanged(tmp_path:
 def test_bundled_weights_load_without_anchors_though_the_preset_has_them() -> None:
     assert get_preset("small").anchor_gaussians > 0 and get_preset("base").anchor_gaussians > 0
     assert get_preset("tiny").anchor_gaussians == 0 and get_preset("paper").anchor_gaussians == 0
-    model, _ = load_avat3r(str(DEFAULT_WEIGHTS_FOLDER))
+    model, _ = load_avat3r(str(default_weights_folder()))
     assert model.config.anchor_gaussians == 0 and model.anchors is None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,6 @@ from cli_fixtures import invoke, shared_cache, weights  # noqa: F401
 from avat3r_cli.io.ply import read_ply
 from avat3r_cli.io.video_read import read_video_frames
 from avat3r_cli.io.weights import sha256_file
-from avat3r_cli.pipeline import avatar as avatar_module
 from avat3r_cli.pipeline.avatar import Avatar
 from avat3r_cli.pipeline.bundle import load_bundle
 from avat3r_cli.pipeline.expression_tour import TOUR, tour_frames
@@ -33,13 +33,18 @@ def photos(tmp_path_factory) -> Path:
     return folder
 
 
+STAGE_LINE = re.compile(r"^\[ *\d+\.\d s\] [A-Z][a-z]+( [a-z]+)?( \(\d+\))?$")
+
+
 def assert_one_line_error(result, *needles: str) -> None:
+    """Exit 1 with one ``Error:`` line, last; off a terminal only stage lines may come before it."""
     assert result.exit_code == 1, result.output
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert lines and lines[-1].startswith("Error: "), result.stderr
+    assert all(STAGE_LINE.match(line) for line in lines[:-1]), result.stderr
     assert "Traceback" not in result.output
     for needle in needles:
-        assert needle in lines[0], lines[0]
+        assert needle in lines[-1], lines[-1]
 
 
 def test_create_writes_every_file(weights: Path, photos: Path, tmp_path: Path) -> None:
@@ -91,7 +96,7 @@ def test_no_video_and_skipped_photos(weights: Path, photos: Path, tmp_path: Path
     [skipped] = report["photos"]["skipped"]
     assert skipped["photo"].endswith("camera.png") and "face" in skipped["reason"]
     assert report["videos"] == {}
-    assert list(tmp_path.glob(".out.partial-*")) == []
+    assert [p for p in tmp_path.rglob("*") if ".partial-" in p.name] == []  # no staging left anywhere
 
 
 def test_refine_reports_psnr_and_keeps_residuals(weights: Path, photos: Path, tmp_path: Path) -> None:
@@ -118,12 +123,16 @@ def test_refine_reports_psnr_and_keeps_residuals(weights: Path, photos: Path, tm
 def test_default_weights_missing_is_one_line(photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from avat3r_cli.io import registry
 
-    # A checkout without the bundled model: not registered and no folder.
-    monkeypatch.setattr(registry, "REGISTRY", ())
-    monkeypatch.setattr(avatar_module, "DEFAULT_WEIGHTS_FOLDER", tmp_path / "nowhere" / "avat3r-small")
+    # An installation whose assets folder lacks the model (AVAT3R_ASSETS pointing at an empty folder).
+    (tmp_path / "assets").mkdir()
+    monkeypatch.setenv("AVAT3R_ASSETS", str(tmp_path / "assets"))
     result = invoke("create", photos / "astronaut.png", "-o", tmp_path / "out", "--no-video")
-    assert_one_line_error(result, "avat3r-small", "--weights")
+    assert_one_line_error(result, "avat3r-small", "--weights", "AVAT3R_ASSETS")
     assert not (tmp_path / "out").exists()
+    # Not registered at all.
+    monkeypatch.setattr(registry, "REGISTRY", ())
+    result = invoke("create", photos / "astronaut.png", "-o", tmp_path / "out", "--no-video")
+    assert_one_line_error(result, "avat3r-small", "not registered", "--weights")
 
 
 def test_bad_inputs_leave_nothing(weights: Path, photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,7 +1,7 @@
 """The whole job with the bundled model, as the README runs it: photos in, an avatar that matches them.
 
-Uses the default weights (weights/avat3r-small); skipped when they are absent (a checkout
-without the bundled model).
+Uses the default weights (avat3r-small in the package's assets); skipped when they are absent
+(a checkout without the bundled model).
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from typer.testing import CliRunner
 from avat3r_cli.cli.app import app
 from avat3r_cli.io.ply import read_ply
 from avat3r_cli.io.video_read import read_video_frames
-from avat3r_cli.pipeline.avatar import DEFAULT_WEIGHTS_FOLDER, Avatar
+from avat3r_cli.pipeline.avatar import Avatar, default_weights_folder
 from avat3r_cli.render import render
 
 pytestmark = pytest.mark.weights
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-if not (DEFAULT_WEIGHTS_FOLDER / "model.safetensors").is_file():
-    pytest.skip("the bundled model weights/avat3r-small is absent", allow_module_level=True)
+_DEFAULT = default_weights_folder()
+if _DEFAULT is None or not (_DEFAULT / "model.safetensors").is_file():
+    pytest.skip("the bundled model avat3r-small is absent", allow_module_level=True)
 
 runner = CliRunner()
 # Input-view fidelity of the feed-forward avatar on the example photos, inside each photo's

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from avat3r_cli.cli.progress import progress_bar
+from avat3r_cli.cli.progress import stage_progress
 
 
 def create(
@@ -42,17 +42,14 @@ def create(
         return
     if not photos:
         raise typer.BadParameter("give at least one photo (or --per-folder FOLDERS / --subjects-from FILE)")
+    # Paths first: a typo must not wait for torch, MediaPipe and the model to load.
+    from avat3r_cli.pipeline.create_checks import check_output_folder, check_photo_paths
+
+    photos = check_photo_paths(photos)
+    check_output_folder(output)
     from avat3r_cli.pipeline.create import run_create  # imports torch; keep --help fast
 
-    with progress_bar(console) as bar:
-        tasks: dict[str, int] = {}
-
-        def on_progress(stage: str, done: int, total: int) -> None:
-            # One bar per stage, created when the stage starts, so the display reads as a checklist.
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
+    with stage_progress(console) as on_progress:
         report = run_create(
             photos, output, weights=weights, refine=refine, video=not no_video, size=size, frames=frames,
             fps=fps, device=device, geometry=geometry, features=features, use_cache=not no_cache,
