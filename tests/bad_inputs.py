@@ -106,7 +106,7 @@ PHOTOS = [
     photo_case("photo-sliver", "4000x8 image (would cost thousands of face searches)", "too small to hold",
                "sliver.png", lambda c: c.encoded("PNG", c.face.resize((4000, 8)))),
     Case("photo-missing", "create PHOTO", "photo that does not exist", "does not exist", _missing),
-    Case("photo-directory", "create PHOTO", "folder named .jpg", "is a directory", _directory),
+    Case("photo-directory", "create PHOTO", "folder named .jpg", "is a folder, expected a photo", _directory),
     Case("photo-no-face", "create PHOTO", "photo without a face (skimage camera)", "no face found", _no_face),
     Case("photo-upside-down", "preprocess PHOTO", "upside-down face (MediaPipe finds none upright)",
          "turned 180 degrees", _upside_down),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import pytest
@@ -43,3 +45,7 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# What `create` prints per stage when stderr is not a terminal (CliRunner's is not).
+STAGE_LINE = re.compile(r"^\[ *\d+\.\d s\] [A-Z][a-z]+( [a-z]+)?( \(\d+\))?$")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ from PIL import Image
 from skimage import data as skimage_data
 from typer.testing import CliRunner
 
-from cli_fixtures import invoke, shared_cache, weights  # noqa: F401
+from cli_fixtures import STAGE_LINE, invoke, shared_cache, weights  # noqa: F401
 from avat3r_cli.io.ply import read_ply
 from avat3r_cli.io.video_read import read_video_frames
 from avat3r_cli.io.weights import sha256_file
@@ -31,9 +30,6 @@ def photos(tmp_path_factory) -> Path:
     # No face; small, so the failed face search is quick.
     Image.fromarray(skimage_data.camera()).resize((160, 160)).save(folder / "camera.png")
     return folder
-
-
-STAGE_LINE = re.compile(r"^\[ *\d+\.\d s\] [A-Z][a-z]+( [a-z]+)?( \(\d+\))?$")
 
 
 def assert_one_line_error(result, *needles: str) -> None:
