@@ -14,7 +14,9 @@ One safetensors file (no pickles) holding:
   its Gaussian whatever the expression moves;
 * metadata: the safetensors header key ``avat3r`` holds a JSON object (``BundleMetadata``) with the
   format name and version, the model's name, source and sha256, the tool version, the expression
-  space, the confidence threshold, the resolution, the backends and the photos.
+  space, the confidence threshold, the resolution, the backends, the photos and ``ply_from_head``,
+  the rigid 4x4 transform from the head frame (the model's) to the frame of the avatar's .ply
+  files (``core/frames.py``; bundles written before it was recorded read as the identity).
 
 Letters: V views, H/W crop pixels, C_f feature channels.
 """
@@ -30,6 +32,7 @@ import torch
 
 from avat3r_cli import __version__
 from avat3r_cli.core.errors import InputFileError
+from avat3r_cli.core.frames import HEAD_TO_VIEWER, IDENTITY, rigid_parts
 from avat3r_cli.core.expressions import EXPRESSION_DIM
 from avat3r_cli.io.tensors import load_tensors, save_tensors
 from avat3r_cli.model.inputs import GaussianMaps, ViewInputs
@@ -57,6 +60,8 @@ class BundleMetadata:
         confidence_threshold: pixels below it give no Gaussian (the model config's value).
         geometry: position-map backend used; features: feature backend used (``none``).
         photos: file names of the photos used, in view order.
+        ply_from_head: 4x4 rows mapping head-frame points into the .ply files' frame (default:
+            the viewer frame, ``HEAD_TO_VIEWER``).
         tool_version, expression_space, format, version: filled in by default.
     """
 
@@ -68,6 +73,7 @@ class BundleMetadata:
     geometry: str
     features: str
     photos: list[str] = field(default_factory=list)
+    ply_from_head: list[list[float]] = field(default_factory=lambda: [list(row) for row in HEAD_TO_VIEWER])
     tool_version: str = __version__
     expression_space: str = EXPRESSION_SPACE
     format: str = BUNDLE_FORMAT
@@ -184,6 +190,12 @@ def _metadata(path: Path, header: dict[str, str]) -> BundleMetadata:
         )
     if data.get("expression_space") != EXPRESSION_SPACE:
         raise InputFileError(path, f"expression space {data.get('expression_space')!r} is not {EXPRESSION_SPACE!r}")
+    # Bundles from before the frame was recorded wrote their .ply in the head frame.
+    data.setdefault("ply_from_head", [list(row) for row in IDENTITY])
+    try:
+        rigid_parts(torch.tensor(data["ply_from_head"], dtype=torch.float64))
+    except (TypeError, ValueError) as exc:
+        raise InputFileError(path, f"bundle metadata ply_from_head is not a rigid 4x4 transform ({exc})") from None
     known = set(BundleMetadata.__dataclass_fields__)
     try:
         return BundleMetadata(**{k: v for k, v in data.items() if k in known})
