@@ -86,6 +86,8 @@ def make_subject(folder: Path, seed: int, timesteps: int = 3, cameras: int = 6, 
             arrays[k].append(np.stack(row[k]))
     expressions = np.zeros((timesteps, 52), np.float32)
     expressions[:, EXPRESSION_INDEX["jawOpen"]] = jaws
+    # A per-person offset, as MediaPipe reads on neutral faces: what the recorded neutral code keeps.
+    expressions[:, EXPRESSION_INDEX["eyeSquintLeft"]] = 0.3 + 0.1 * seed
     data = {k: np.stack(a) for k, a in arrays.items()}
     data["K"] = np.stack([c.K.numpy() for c in cams]).astype(np.float32)
     data["world_to_cam"] = np.stack([c.world_to_cam.numpy() for c in cams]).astype(np.float32)

@@ -22,6 +22,7 @@ import torch
 
 from avat3r_cli.core.camera import Camera
 from avat3r_cli.core.errors import Avat3rError
+from avat3r_cli.core.frames import HEAD_FRONT, HEAD_UP
 from avat3r_cli.core.gaussians import Gaussians
 from avat3r_cli.core.runtime import resolve_device
 from avat3r_cli.io.atomic import atomic_output
@@ -75,15 +76,16 @@ class AnimateResult:
 def view_cameras(
     gaussians: Gaussians, frames: int, size: int, camera: str = "front", fov_deg: float = FOV_DEG
 ) -> list[Camera]:
-    """T cameras framing ``gaussians`` (the neutral avatar): one fixed frontal view, or one orbit.
+    """T cameras framing ``gaussians`` (the neutral avatar, head frame): one fixed frontal view, or one orbit.
 
     Framed once from the neutral Gaussians, so the camera does not breathe with the expression.
     """
+    head = {"up": HEAD_UP, "front": HEAD_FRONT}
     if camera == "front":
-        cam = turntable_cameras(gaussians, 1, size, fov_deg, FRONT_ELEVATION_DEG)[0][0]
+        cam = turntable_cameras(gaussians, 1, size, fov_deg, FRONT_ELEVATION_DEG, **head)[0][0]
         return [cam] * frames
     if camera == "orbit":
-        return turntable_cameras(gaussians, frames, size, fov_deg, ORBIT_ELEVATION_DEG)[0]
+        return turntable_cameras(gaussians, frames, size, fov_deg, ORBIT_ELEVATION_DEG, **head)[0]
     raise Avat3rError(f"--camera {camera!r} is not one of {', '.join(CAMERAS)}")
 
 
@@ -102,7 +104,8 @@ def render_frames(
     Args:
         poses: optional ``[T, 4, 4]`` head motion (the camera moves by its inverse).
         labels: optional text drawn on each frame.
-        ply_dir: when given, each frame's Gaussians are written there as ``frame_00000.ply``...
+        ply_dir: when given, each frame's Gaussians are written there as ``frame_00000.ply``...,
+            in the frame of the avatar's .ply (``Avatar.ply_gaussians``).
         progress: ``progress(done, T)``, first with 0.
     """
     total = len(codes)
@@ -116,7 +119,7 @@ def render_frames(
             cam = Camera(cam.K, cam.world_to_cam @ pose, cam.height, cam.width)
         gaussians = avatar.gaussians_at(codes[t])
         if ply_dir is not None:
-            write_ply(ply_dir / PLY_NAME.format(t), gaussians)
+            write_ply(ply_dir / PLY_NAME.format(t), avatar.ply_gaussians(gaussians))
         with torch.no_grad():
             image = render(gaussians, cam, bg).image
         frame = to_uint8_frame(image.clamp(0.0, 1.0))
@@ -149,7 +152,7 @@ def run_animate(
     ply_dir: str | Path | None = None,
     fps: int = 30,
     camera: str = "front",
-    size: int = 512,
+    size: int = 256,
     pose: str | Path | None = None,
     weights: str | None = None,
     device: str = "auto",
