@@ -225,7 +225,7 @@ class Avatar:
         return self.model.neutral_expression.detach().cpu().numpy().astype(np.float32)
 
     def neutral(self) -> Gaussians:
-        """The Gaussians at the neutral code, head frame (what ``avatar.ply`` holds)."""
+        """The Gaussians at the neutral code, head frame (``avatar.ply`` holds them as ``ply_gaussians`` gives)."""
         return self.gaussians_at(self.neutral_code)
 
     def ply_gaussians(self, gaussians: Gaussians) -> Gaussians:

@@ -32,8 +32,8 @@ import torch
 
 from avat3r_cli import __version__
 from avat3r_cli.core.errors import InputFileError
-from avat3r_cli.core.frames import HEAD_TO_VIEWER, IDENTITY, rigid_parts
 from avat3r_cli.core.expressions import EXPRESSION_DIM
+from avat3r_cli.core.frames import HEAD_TO_VIEWER, IDENTITY, rigid_parts
 from avat3r_cli.io.tensors import load_tensors, save_tensors
 from avat3r_cli.model.inputs import GaussianMaps, ViewInputs
 
