@@ -25,6 +25,8 @@ from avat3r_cli.data.synthetic import (
     sample_identity,
     synth_cameras,
 )
+from avat3r_cli.data.synthetic.frontal import frontal_codes
+from avat3r_cli.data.synthetic.generate import SUBJECT_SEED_STRIDE
 from avat3r_cli.io.mediapipe_assets import load_canonical_face
 from avat3r_cli.preprocess.crop import head_crop_box
 from avat3r_cli.render import render
@@ -84,6 +86,18 @@ def test_masks_are_the_render_alpha(dataset):
         assert np.abs(mask - np.round(alpha * 255)).max() <= 1
         assert mask[0, 0] == 0 and mask[0, -1] == 0 and mask[64, 64] == 255  # background corners, head centre
         assert 0.15 < (mask > 127).mean() < 0.75
+
+
+def test_frontal_codes_re_read_the_written_codes_exactly(dataset, analyzer):
+    # The dataset was made with seed 3: subject i has seed 3 * SUBJECT_SEED_STRIDE + i.
+    root, _, _ = dataset
+    for i, name in enumerate(list_subjects(root)):
+        written = read_subject(root / name).expressions
+        seed = 3 * SUBJECT_SEED_STRIDE + i
+        assert np.array_equal(frontal_codes(seed, 2, 3, 128, analyzer), written), name
+        assert np.array_equal(frontal_codes(seed, 2, 3, 128, analyzer, upto=1), written[:1]), name
+    with pytest.raises(ValueError, match="upto"):
+        frontal_codes(0, 2, 3, 128, analyzer, upto=3)
 
 
 def test_resumable_skips_complete_subjects(dataset, analyzer):

@@ -80,7 +80,7 @@ REGISTRY: tuple[WeightsEntry, ...] = (
         path="avat3r-small",
         files=(
             ("config.json", "7080e81932ebad1d59bb7f66199bf596becd523cd107e5c569fcfe94da5adccf"),
-            ("model.safetensors", "212fd15d2e83ce1d6d1d2d9496c6a8fd9c9d5d386d734d816b9af361823d34ca"),
+            ("model.safetensors", "9f08ce47b13f0fdc887a3eb55bec5ecde2d41ee2bf8c579a0467107b96665db1"),
         ),
     ),
 )

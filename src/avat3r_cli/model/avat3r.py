@@ -57,6 +57,11 @@ class Avat3r(nn.Module):
         # per-person offset (eyeSquint ~0.5). Identity until ``set_expression_stats``.
         self.register_buffer("expression_mean", torch.zeros(config.expression_dim))
         self.register_buffer("expression_std", torch.ones(config.expression_dim))
+        # The raw code ``[E]`` of a neutral face in the training data (what avatar.ply and the
+        # expression tour start from). MediaPipe reads neutral faces with per-person offsets
+        # (eyeSquint ~0.5), so the all-zero code is not neutral for the model: set by training
+        # (``set_neutral_expression``).
+        self.register_buffer("neutral_expression", torch.zeros(config.expression_dim))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -79,9 +84,23 @@ class Avat3r(nn.Module):
             self.anchors.reset_parameters()
 
     def state_defaults(self) -> dict[str, torch.Tensor]:
-        """Values of tensors that older weights lack: identity code statistics (raw codes)."""
+        """Values of tensors that older weights lack, chosen so those weights behave as before.
+
+        Identity code statistics (raw codes), and the all-zero neutral code: what every avatar
+        made with such weights was exported at, so their ``avatar.ply`` files stay reproducible.
+        Nothing in those files says where their training data's neutral lay (the code mean is not
+        it: it averages the expressions in); ``python -m avat3r_cli.train.neutral`` records one.
+        """
         e = self.config.expression_dim
-        return {"expression_mean": torch.zeros(e), "expression_std": torch.ones(e)}
+        return {"expression_mean": torch.zeros(e), "expression_std": torch.ones(e), "neutral_expression": torch.zeros(e)}
+
+    @torch.no_grad()
+    def set_neutral_expression(self, code: torch.Tensor) -> None:
+        """Record ``code`` ``[E]`` (raw, as codes are given to ``decode``) as the neutral expression."""
+        code = code.to(self.neutral_expression).reshape(-1)
+        if code.shape != self.neutral_expression.shape or not bool(torch.isfinite(code).all()):
+            raise ValueError(f"a neutral code must be {self.config.expression_dim} finite values, got {list(code.shape)}")
+        self.neutral_expression.copy_(code)
 
     @torch.no_grad()
     def set_expression_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:

@@ -22,6 +22,7 @@ import torch
 
 from avat3r_cli.core.camera import Camera
 from avat3r_cli.core.errors import Avat3rError
+from avat3r_cli.core.frames import HEAD_FRONT, HEAD_UP
 from avat3r_cli.core.gaussians import Gaussians
 from avat3r_cli.core.runtime import resolve_device
 from avat3r_cli.io.atomic import atomic_output
@@ -76,15 +77,16 @@ class AnimateResult:
 def view_cameras(
     gaussians: Gaussians, frames: int, size: int, camera: str = "front", fov_deg: float = FOV_DEG
 ) -> list[Camera]:
-    """T cameras framing ``gaussians`` (the neutral avatar): one fixed frontal view, or one orbit.
+    """T cameras framing ``gaussians`` (the neutral avatar, head frame): one fixed frontal view, or one orbit.
 
     Framed once from the neutral Gaussians, so the camera does not breathe with the expression.
     """
+    head = {"up": HEAD_UP, "front": HEAD_FRONT}
     if camera == "front":
-        cam = turntable_cameras(gaussians, 1, size, fov_deg, FRONT_ELEVATION_DEG)[0][0]
+        cam = turntable_cameras(gaussians, 1, size, fov_deg, FRONT_ELEVATION_DEG, **head)[0][0]
         return [cam] * frames
     if camera == "orbit":
-        return turntable_cameras(gaussians, frames, size, fov_deg, ORBIT_ELEVATION_DEG)[0]
+        return turntable_cameras(gaussians, frames, size, fov_deg, ORBIT_ELEVATION_DEG, **head)[0]
     raise Avat3rError(f"--camera {camera!r} is not one of {', '.join(CAMERAS)}")
 
 
@@ -119,7 +121,8 @@ def render_frames(
     Args:
         poses: optional ``[T, 4, 4]`` head motion (the camera moves by its inverse).
         labels: optional text drawn on each frame.
-        ply_dir: when given, each frame's Gaussians are written there as ``frame_00000.ply``...
+        ply_dir: when given, each frame's Gaussians are written there as ``frame_00000.ply``...,
+            in the frame of the avatar's .ply (``Avatar.ply_gaussians``).
         progress: ``progress(done, T)``, first with 0.
     """
     total = len(codes)
@@ -136,7 +139,7 @@ def render_frames(
     def frame(job: _FrameJob) -> np.ndarray:
         gaussians = avatar.gaussians_at(job.code)
         if ply_dir is not None:
-            write_ply(ply_dir / PLY_NAME.format(job.index), gaussians)
+            write_ply(ply_dir / PLY_NAME.format(job.index), avatar.ply_gaussians(gaussians))
         return to_uint8_frame(render(gaussians, job.camera, bg).image.clamp(0.0, 1.0))
 
     # Every frame's .ply must be written, so frames are only shared without --ply-dir.
@@ -173,7 +176,7 @@ def run_animate(
     ply_dir: str | Path | None = None,
     fps: int = 30,
     camera: str = "front",
-    size: int = 512,
+    size: int = 256,
     pose: str | Path | None = None,
     weights: str | None = None,
     device: str = "auto",

@@ -3,7 +3,9 @@
 ``Avatar.load`` takes ``avatar.ply`` or ``avatar.avat3r.safetensors`` (or their folder), finds the
 other, loads the model the bundle names (or ``--weights``) and refuses a different model by
 sha256. ``gaussians_at(code)`` then decodes any expression and applies the bundle's refinement
-residuals, giving the same Gaussians (same count, same order) as ``avatar.ply`` at code 0.
+residuals, in the head frame; at the model's neutral code (``neutral()``) they are the Gaussians
+of ``avatar.ply`` (same count, same order), which holds them moved by the bundle's
+``ply_from_head`` (``core/frames.py``).
 
 Letters: V views, H/W crop pixels, N Gaussians, E = 52.
 """
@@ -19,6 +21,7 @@ import torch
 from avat3r_cli.core.camera import Camera
 from avat3r_cli.core.errors import Avat3rError, InputFileError
 from avat3r_cli.core.expressions import EXPRESSION_DIM
+from avat3r_cli.core.frames import transform_gaussians
 from avat3r_cli.core.gaussians import Gaussians
 from avat3r_cli.io.bundled import ASSETS_ENV
 from avat3r_cli.io.registry import find_entry
@@ -232,9 +235,18 @@ class Avatar:
         with torch.no_grad():
             return maps_to_gaussians(self.maps_at(expression), self.confidence_threshold)
 
+    @property
+    def neutral_code(self) -> np.ndarray:
+        """The model's neutral expression ``[52]`` (recorded with its weights, see ``Avat3r``)."""
+        return self.model.neutral_expression.detach().cpu().numpy().astype(np.float32)
+
     def neutral(self) -> Gaussians:
-        """The Gaussians at the all-zero code (what ``avatar.ply`` holds)."""
-        return self.gaussians_at(np.zeros(EXPRESSION_DIM, np.float32))
+        """The Gaussians at the neutral code, head frame (``avatar.ply`` holds them as ``ply_gaussians`` gives)."""
+        return self.gaussians_at(self.neutral_code)
+
+    def ply_gaussians(self, gaussians: Gaussians) -> Gaussians:
+        """``gaussians`` (head frame) moved into the frame this avatar's .ply files use."""
+        return transform_gaussians(gaussians, torch.tensor(self.bundle.metadata.ply_from_head, dtype=torch.float32))
 
     def input_cameras(self) -> list[Camera]:
         """The V input cameras (crop intrinsics, head frame to camera), on ``device``."""

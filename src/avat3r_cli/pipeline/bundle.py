@@ -14,7 +14,9 @@ One safetensors file (no pickles) holding:
   its Gaussian whatever the expression moves;
 * metadata: the safetensors header key ``avat3r`` holds a JSON object (``BundleMetadata``) with the
   format name and version, the model's name, source and sha256, the tool version, the expression
-  space, the confidence threshold, the resolution, the backends and the photos.
+  space, the confidence threshold, the resolution, the backends, the photos and ``ply_from_head``,
+  the rigid 4x4 transform from the head frame (the model's) to the frame of the avatar's .ply
+  files (``core/frames.py``; bundles written before it was recorded read as the identity).
 
 Letters: V views, H/W crop pixels, C_f feature channels.
 """
@@ -31,6 +33,7 @@ import torch
 from avat3r_cli import __version__
 from avat3r_cli.core.errors import InputFileError, input_file_errors
 from avat3r_cli.core.expressions import EXPRESSION_DIM
+from avat3r_cli.core.frames import HEAD_TO_VIEWER, IDENTITY, rigid_parts
 from avat3r_cli.io.tensors import load_tensors, save_tensors
 from avat3r_cli.model.inputs import GaussianMaps, ViewInputs
 from avat3r_cli.pipeline.bundle_checks import camera_problem, confidence_problem, metadata_problem
@@ -58,6 +61,8 @@ class BundleMetadata:
         confidence_threshold: pixels below it give no Gaussian (the model config's value).
         geometry: position-map backend used; features: feature backend used (``none``).
         photos: file names of the photos used, in view order.
+        ply_from_head: 4x4 rows mapping head-frame points into the .ply files' frame (default:
+            the viewer frame, ``HEAD_TO_VIEWER``).
         tool_version, expression_space, format, version: filled in by default.
     """
 
@@ -69,6 +74,7 @@ class BundleMetadata:
     geometry: str
     features: str
     photos: list[str] = field(default_factory=list)
+    ply_from_head: list[list[float]] = field(default_factory=lambda: [list(row) for row in HEAD_TO_VIEWER])
     tool_version: str = __version__
     expression_space: str = EXPRESSION_SPACE
     format: str = BUNDLE_FORMAT
@@ -188,10 +194,16 @@ def _metadata(path: Path, header: dict[str, str]) -> BundleMetadata:
         )
     if data.get("expression_space") != EXPRESSION_SPACE:
         raise InputFileError(path, f"expression space {str(data.get('expression_space'))[:40]!r} is not {EXPRESSION_SPACE!r}")
+    # Bundles from before the frame was recorded wrote their .ply in the head frame.
+    data.setdefault("ply_from_head", [list(row) for row in IDENTITY])
     fields = BundleMetadata.__dataclass_fields__
     problem = metadata_problem(data, fields)
     if problem:
         raise InputFileError(path, problem)
+    try:
+        rigid_parts(torch.tensor(data["ply_from_head"], dtype=torch.float64))
+    except (TypeError, ValueError) as exc:
+        raise InputFileError(path, f"bundle metadata ply_from_head is not a rigid 4x4 transform ({exc})") from None
     return BundleMetadata(**{k: v for k, v in data.items() if k in fields})
 
 

@@ -21,7 +21,8 @@ CONFIDENCE_TOL = 1e-4
 
 
 def _type_problem(name: str, kind: str, value: Any) -> str | None:
-    """Why ``value`` is not of the annotated ``kind`` (``str``, ``int``, ``float``, ``list[str]``)."""
+    """Why ``value`` is not of the annotated ``kind`` (``str``, ``int``, ``float``, ``list[str]``,
+    ``list[list[float]]``)."""
     if kind == "str":
         ok = isinstance(value, str)
     elif kind == "int":
@@ -30,11 +31,17 @@ def _type_problem(name: str, kind: str, value: Any) -> str | None:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     elif kind == "list[str]":
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    elif kind == "list[list[float]]":  # a 4x4 matrix as rows
+        ok = isinstance(value, list) and len(value) == 4 and all(
+            isinstance(row, list) and len(row) == 4 and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in row)
+            for row in value)
     else:  # a field added to BundleMetadata with a new type must be taught here
         raise TypeError(f"BundleMetadata.{name} has an annotation the checks do not know: {kind}")
     if ok:
         return None
-    expected = {"str": "text", "int": "a whole number", "float": "a finite number", "list[str]": "a list of names"}[kind]
+    expected = {"str": "text", "int": "a whole number", "float": "a finite number", "list[str]": "a list of names",
+                "list[list[float]]": "4 rows of 4 finite numbers"}[kind]
     return f"bundle metadata {name} is {str(value)[:40]!r} ({type(value).__name__}), expected {expected}"
 
 

@@ -2,9 +2,9 @@
 
 Stages: read the model's config.json (no tensors) -> preprocess the photos at the model's
 resolution (a photo without a face fails here, before the model loads) -> load the model ->
-encode the views -> optional test-time refinement -> write ``avatar.ply`` (the all-zero
-expression) and ``avatar.avat3r.safetensors`` -> ``turntable.mp4`` and ``expressions.mp4``
-(unless ``video`` is False) -> ``report.json``.
+encode the views -> optional test-time refinement -> write ``avatar.ply`` (the model's neutral
+expression, in the viewer frame of ``core/frames.py``) and ``avatar.avat3r.safetensors`` ->
+``turntable.mp4`` and ``expressions.mp4`` (unless ``video`` is False) -> ``report.json``.
 
 Everything is written into a hidden staging folder *inside* OUT (``io.atomic.staged_folder``),
 created before any work so an unwritable OUT fails at once, and moved into OUT only when every
@@ -188,7 +188,7 @@ def run_create(
         t = time.perf_counter()
         neutral = avatar.neutral()
         ply_path = staging / AVATAR_PLY
-        write_ply(ply_path, neutral)
+        write_ply(ply_path, avatar.ply_gaussians(neutral))
         save_bundle(bundle_path_for(ply_path), avatar.bundle)
         timings["write_avatar"] = time.perf_counter() - t
         videos: dict[str, Any] = {}
@@ -245,7 +245,7 @@ def _write_videos(
 
     t = time.perf_counter()
     tour_fps = min(fps, TOUR_FPS)
-    codes, labels = tour_frames(frames_per_expression(tour_fps))
+    codes, labels = tour_frames(frames_per_expression(tour_fps), avatar.neutral_code)
     cams = view_cameras(avatar.neutral(), len(codes), size, "front")
     tour = write_video(
         staging / EXPRESSIONS_NAME,

@@ -44,6 +44,7 @@ from avat3r_cli.model.config import ModelConfig, get_preset
 from avat3r_cli.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from avat3r_cli.train.emphasis import changed_pixel_weights, expression_statistics
 from avat3r_cli.train.losses import photometric_loss
+from avat3r_cli.train.neutral import training_neutral
 from avat3r_cli.train.subjects import SubjectPool, find_subjects, split_subjects
 from avat3r_cli.train.step import render_sample
 from avat3r_cli.train.validation import validate
@@ -207,7 +208,9 @@ def _prepare_run(cfg: TrainConfig, dist: _Dist, device: torch.device):
         train_subjects, val_subjects = split_subjects(subjects, cfg.num_subjects_val)
     pool = SubjectPool(cfg.data_dir, model.config.input_size, model.config.geometry_backend)
     if not cfg.resume:
-        model.set_expression_stats(*expression_statistics([pool.get(s) for s in train_subjects]))
+        training = [pool.get(s) for s in train_subjects]
+        model.set_expression_stats(*expression_statistics(training))
+        model.set_neutral_expression(training_neutral(training))
     dist.barrier()  # every rank has checked the folder before rank 0 writes into it
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
     if opt_state is not None:

@@ -26,7 +26,7 @@ from avat3r_cli.core.camera import Camera, intrinsics_from_fov, look_at
 from avat3r_cli.core.expressions import EXPRESSION_DIM
 from avat3r_cli.data.layout import cameras_to_json, write_dataset_index
 from avat3r_cli.data.synthetic.deformers import DEFORMERS, weights_vector
-from avat3r_cli.data.synthetic.head import head_model
+from avat3r_cli.data.synthetic.head import HeadSamples, head_model
 from avat3r_cli.data.synthetic.identity import Identity, sample_identity
 from avat3r_cli.io.atomic import atomic_output
 from avat3r_cli.preprocess.crop import HEAD_CENTER, HEAD_RADIUS
@@ -121,6 +121,55 @@ def _to_uint8(x: torch.Tensor) -> np.ndarray:
     return (x.clamp(0, 1).permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
 
 
+@dataclass
+class SubjectPlan:
+    """What a subject's seed decides before any image is rendered.
+
+    Attributes:
+        rng: the subject's generator, positioned where the per-image backgrounds start (drawn in
+            timestep-major, camera-minor order, one per image).
+        identity: the procedural person; cameras: C cameras (0 frontal); expressions: T deformer
+            weight dicts (0 neutral).
+    """
+
+    rng: np.random.Generator
+    identity: Identity
+    cameras: list[Camera]
+    expressions: list[dict[str, float]]
+
+    def detection_order(self) -> list[int]:
+        """Camera indices by angle from the frontal camera's axis: where to look when MediaPipe
+        misses camera 0."""
+        axes = [c.world_to_cam[2, :3] for c in self.cameras]
+        return sorted(range(len(self.cameras)), key=lambda i: -float(axes[i] @ axes[0]))
+
+    def background(self, resolution: int) -> torch.Tensor:
+        """The next image's background ``[3, R, R]`` (advances ``rng``)."""
+        return _background(self.rng, resolution)
+
+
+def subject_plan(seed: int, timesteps: int, cameras: int, resolution: int) -> SubjectPlan:
+    """The identity, cameras and expressions of the subject with ``seed`` (as ``generate_subject``
+    draws them), so a subset of its images can be re-rendered exactly (``frontal.py``)."""
+    if timesteps < 1 or cameras < 1 or resolution < 16:
+        raise ValueError("need timesteps >= 1, cameras >= 1 and resolution >= 16")
+    rng = np.random.default_rng(seed)
+    identity = sample_identity(rng)
+    cams = synth_cameras(rng, cameras, resolution)
+    expressions = [{}] + [random_expression(rng) for _ in range(timesteps - 1)]
+    return SubjectPlan(rng, identity, cams, expressions)
+
+
+def render_view(head: HeadSamples, identity: Identity, camera: Camera, background: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """``(rgb uint8 [R, R, 3], mask uint8 [R, R])`` of ``head`` seen by ``camera`` over ``background [3, R, R]``."""
+    with torch.no_grad():
+        out = render(head.gaussians(identity.light, camera), camera, (0.0, 0.0, 0.0))
+    # Rendered over black, the image is premultiplied: add the background behind it.
+    rgb = _to_uint8(out.image + (1.0 - out.alpha) * background)
+    mask = (out.alpha[0].clamp(0, 1).numpy() * 255.0).round().astype(np.uint8)
+    return rgb, mask
+
+
 @dataclass(frozen=True)
 class SubjectSummary:
     """What ``generate_subject`` wrote: identity, sizes and how MediaPipe did."""
@@ -144,18 +193,12 @@ def generate_subject(root: str | Path, seed: int, timesteps: int = 6, cameras: i
     expressions.npy ``[T, 52]`` (MediaPipe on camera 0, else the nearest detected camera, else
     zeros), deformers.npy ``[T, len(DEFORMERS)]``, deformers.json and synth.json.
     """
-    if timesteps < 1 or cameras < 1 or resolution < 16:
-        raise ValueError("need timesteps >= 1, cameras >= 1 and resolution >= 16")
     root = Path(root)
-    rng = np.random.default_rng(seed)
-    identity = sample_identity(rng)
-    cams = synth_cameras(rng, cameras, resolution)
+    plan = subject_plan(seed, timesteps, cameras, resolution)
+    identity, cams, expressions = plan.identity, plan.cameras, plan.expressions
     names = [f"cam_{i:02d}" for i in range(cameras)]
-    expressions = [{}] + [random_expression(rng) for _ in range(timesteps - 1)]
     model = head_model(identity)
-    # Views by angle from the frontal camera's axis: where to look when MediaPipe misses camera 0.
-    axes = [c.world_to_cam[2, :3] for c in cams]
-    order = sorted(range(cameras), key=lambda i: -float(axes[i] @ axes[0]))
+    order = plan.detection_order()
     codes = np.zeros((timesteps, EXPRESSION_DIM), np.float32)
     missed_frontal = missed_all = n_gauss = 0
     total, done = timesteps * cameras, 0
@@ -164,12 +207,7 @@ def generate_subject(root: str | Path, seed: int, timesteps: int = 6, cameras: i
         n_gauss = len(head.means)
         images = []
         for name, cam in zip(names, cams):
-            bg = _background(rng, resolution)
-            with torch.no_grad():
-                out = render(head.gaussians(identity.light, cam), cam, (0.0, 0.0, 0.0))
-            # Rendered over black, the image is premultiplied: add the background behind it.
-            rgb = _to_uint8(out.image + (1.0 - out.alpha) * bg)
-            mask = (out.alpha[0].clamp(0, 1).numpy() * 255.0).round().astype(np.uint8)
+            rgb, mask = render_view(head, identity, cam, plan.background(resolution))
             for kind, array in (("images", rgb), ("masks", mask)):
                 folder = root / kind / f"{t:03d}"
                 folder.mkdir(parents=True, exist_ok=True)
