@@ -1,8 +1,10 @@
 """Build the stylised example head ``examples/head.ply``: deterministic, numpy only, no downloads.
 
 ~18k flat Gaussian discs on simple implicit surfaces (skull, hair, eyes, nose, lips, ears, neck),
-in the project's world frame: metres, OpenCV-style, face towards -z, +y down, head at the origin.
-``tests/test_example_avatar.py`` checks that the committed file is reproduced byte for byte.
+built in the project's head frame (metres, OpenCV-style, face towards -z, +y down, head at the
+origin) and written, as ``avatar.ply`` files are, in the viewer frame (y up, face towards +z;
+``avat3r_cli/core/frames.py``). ``tests/test_example_avatar.py`` checks that the committed file is
+reproduced byte for byte.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from avat3r_cli.core.frames import head_to_viewer
 from avat3r_cli.core.gaussians import Gaussians
 from avat3r_cli.io.ply import write_ply
 
@@ -152,7 +155,7 @@ def build_neck(neck_r: np.ndarray, neck_z: float, top: float = 0.04, bottom: flo
 
 
 def build_example_avatar(seed: int = DEFAULT_SEED) -> Gaussians:
-    """The example head as degree-0 ``Gaussians`` (N ~ 18k), identical for identical ``seed``."""
+    """The example head as degree-0 ``Gaussians`` (N ~ 18k, head frame), identical for identical ``seed``."""
     rng = np.random.default_rng(seed)
     (skin, skin_n, skin_c, _), hair = build_skull_and_hair(rng)
     neck_r, neck_z = np.array([0.05, 0.056]), 0.018
@@ -186,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (noise, jitter)")
     args = parser.parse_args(argv)
     gaussians = build_example_avatar(args.seed)
-    write_ply(args.output, gaussians)
+    write_ply(args.output, head_to_viewer(gaussians))
     size = (gaussians.means.amax(0) - gaussians.means.amin(0)).tolist()
     print(f"{args.output}: {gaussians.count} Gaussians, extent {[round(v, 3) for v in size]} m")
 

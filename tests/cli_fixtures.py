@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import pytest
@@ -29,11 +31,28 @@ def shared_cache(tmp_path_factory):
         yield
 
 
+# A neutral code as MediaPipe reads real neutral faces: eyes a little squinted and looking down,
+# not the all-zero code, so tests see where the model's recorded neutral is used and where zero.
+NEUTRAL_CHANNELS = {"eyeLookDownLeft": 0.35, "eyeLookDownRight": 0.35, "eyeSquintLeft": 0.5, "eyeSquintRight": 0.5}
+
+
+def neutral_code() -> torch.Tensor:
+    """``[52]`` the neutral code the ``weights`` model records."""
+    from avat3r_cli.core.expressions import EXPRESSION_INDEX
+
+    code = torch.zeros(52)
+    for name, value in NEUTRAL_CHANNELS.items():
+        code[EXPRESSION_INDEX[name]] = value
+    return code
+
+
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
-    """A tiny model with seeded random weights, saved as a model folder."""
+    """A tiny model with seeded random weights and a non-zero neutral code, saved as a model folder."""
     torch.manual_seed(0)
-    return save_model(Avat3r(get_preset("tiny")), tmp_path_factory.mktemp("w") / "m")
+    model = Avat3r(get_preset("tiny"))
+    model.set_neutral_expression(neutral_code())
+    return save_model(model, tmp_path_factory.mktemp("w") / "m")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -43,3 +62,7 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# What `create` prints per stage when stderr is not a terminal (CliRunner's is not).
+STAGE_LINE = re.compile(r"^\[ *\d+\.\d s\] [A-Z][a-z]+( [a-z]+)?( \(\d+\))?$")

@@ -14,14 +14,17 @@ from PIL import Image
 from skimage import data as skimage_data
 from typer.testing import CliRunner
 
-from cli_fixtures import invoke, shared_cache, weights  # noqa: F401
+from cli_fixtures import invoke, neutral_code, shared_cache, weights  # noqa: F401
 from avat3r_cli.core.errors import InputFileError
 from avat3r_cli.core.expressions import EXPRESSION_INDEX
+from avat3r_cli.core.frames import HEAD_TO_VIEWER
 from avat3r_cli.io.ply import read_ply
-from avat3r_cli.io.video import read_video_frames
+from avat3r_cli.io.tensors import load_tensors, save_tensors
+from avat3r_cli.io.video_read import read_video_frames
 from avat3r_cli.io.weights import save_model
 from avat3r_cli.model.avat3r import Avat3r
 from avat3r_cli.model.config import get_preset
+from avat3r_cli.pipeline.avatar import Avatar
 from avat3r_cli.pipeline.create import run_create
 from avat3r_cli.pipeline.expression_files import read_expressions, read_poses, save_expressions, save_poses
 
@@ -69,33 +72,67 @@ def test_npy_drives_video_and_ply_dir(avatar: Path, tmp_path: Path) -> None:
     assert not torch.allclose(frames[0].means, frames[1].means)
 
 
-def test_zero_code_frame_is_the_ply(avatar: Path, tmp_path: Path) -> None:
-    expr = tmp_path / "zero.npy"
-    save_expressions(expr, np.zeros((1, 52)))
+def test_neutral_code_frame_is_the_ply(avatar: Path, tmp_path: Path) -> None:
+    # Frame 0 at the model's neutral code, frame 1 at the all-zero code: --ply-dir frames are in
+    # the .ply's (viewer) frame, and only the neutral one is avatar.ply.
+    expr = tmp_path / "codes.npy"
+    save_expressions(expr, np.stack([neutral_code().numpy(), np.zeros(52, np.float32)]))
     result = invoke("animate", avatar / "avatar.avat3r.safetensors", "--expr", expr, "-o", tmp_path / "f/",
                     "--ply-dir", tmp_path / "p", "--size", 16, "--device", "cpu")
     assert result.exit_code == 0, result.output
-    ply, frame = read_ply(avatar / "avatar.ply"), read_ply(tmp_path / "p" / "frame_00000.ply")
-    assert torch.allclose(ply.means, frame.means, atol=1e-6) and torch.allclose(ply.sh, frame.sh, atol=1e-6)
+    ply = read_ply(avatar / "avatar.ply")
+    neutral, zero = (read_ply(tmp_path / "p" / f"frame_0000{t}.ply") for t in (0, 1))
+    torch.testing.assert_close(neutral.means, ply.means, atol=1e-6, rtol=0)
+    torch.testing.assert_close(neutral.sh, ply.sh, atol=1e-6, rtol=0)
+    assert float((zero.sh - ply.sh).abs().max()) > 1e-3
+
+
+def test_default_size_is_256_as_create(avatar: Path, tmp_path: Path) -> None:
+    expr = tmp_path / "e.npy"
+    save_expressions(expr, np.zeros((1, 52)))
+    result = invoke("animate", avatar, "--expr", expr, "-o", tmp_path / "d/", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert read_video_frames(tmp_path / "d").shape == (1, 256, 256, 3)
 
 
 def test_csv_live_link_face_columns(avatar: Path, tmp_path: Path) -> None:
     csv_path = tmp_path / "take.csv"
     csv_path.write_text(
-        "Timecode,BlendShapeCount,EyeBlinkLeft,JawOpen,MouthSmileLeft,TongueOut,HeadYaw\n"
-        "00:00:00:01.000,61,0.5,0.25,0.1,0.0,0.3\n"
-        "00:00:00:02.000,61,0.0,0.75,0.2,0.0,0.1\n"
+        "Timecode,BlendShapeCount,EyeBlinkLeft,JawOpen,MouthSmileLeft,TongueOut,HeadYaw,LeftEyeRoll,Notes\n"
+        "00:00:00:01.000,61,0.5,0.25,0.1,0.0,0.3,0.1,x\n"
+        "00:00:00:02.000,61,0.0,0.75,0.2,0.0,0.1,0.2,y\n"
     )
     values, warnings = read_expressions(csv_path)
     assert values.shape == (2, 52)
     assert values[0, EXPRESSION_INDEX["eyeBlinkLeft"]] == 0.5 and values[1, EXPRESSION_INDEX["jawOpen"]] == 0.75
     assert values[:, EXPRESSION_INDEX["browInnerUp"]].tolist() == [0.0, 0.0]  # missing -> 0
-    assert any("Timecode" in w and "HeadYaw" in w and "TongueOut" in w for w in warnings)
+    # Live Link Face's own extra columns are quiet; a column nobody knows is named; an unused
+    # TongueOut (no such channel here) is quiet too.
+    ignored = [w for w in warnings if "ignoring" in w]
+    assert len(ignored) == 1 and "Notes" in ignored[0], warnings
+    assert not any(name in w for w in warnings for name in ("Timecode", "BlendShapeCount", "HeadYaw", "LeftEyeRoll", "TongueOut"))
     out = tmp_path / "a.gif"
     result = invoke("animate", avatar, "--expr", csv_path, "-o", out, "--size", 16, "--device", "cpu")
     assert result.exit_code == 0, result.output
-    assert "Warning" in result.stderr and "Timecode" in result.stderr
+    assert "Warning" in result.stderr and "Notes" in result.stderr and "Timecode" not in result.stderr
     assert out.is_file()
+
+
+def test_tongue_out_warns_only_when_used(tmp_path: Path) -> None:
+    used = tmp_path / "tongue.csv"
+    used.write_text("JawOpen,TongueOut\n0.5,0.0\n0.5,0.4\n")
+    values, warnings = read_expressions(used)
+    assert values[1, EXPRESSION_INDEX["jawOpen"]] == 0.5
+    assert any("TongueOut" in w for w in warnings), warnings
+    named = tmp_path / "tongue.json"
+    named.write_text(json.dumps([{"jawOpen": 0.5, "TongueOut": 0.0}, {"jawOpen": 0.2, "TongueOut": 0.0}]))
+    assert not any("TongueOut" in w for w in read_expressions(named)[1])
+
+
+def test_the_example_clip_reads_without_warnings() -> None:
+    values, warnings = read_expressions(Path(__file__).resolve().parents[1] / "examples" / "expressions.csv")
+    assert warnings == []
+    assert values.shape == (60, 52) and float(values[:, EXPRESSION_INDEX["jawOpen"]].max()) == pytest.approx(0.8, abs=0.01)
 
 
 def test_json_forms(avatar: Path, tmp_path: Path) -> None:
@@ -209,6 +246,30 @@ def test_each_file_finds_the_other(avatar: Path, tmp_path: Path) -> None:
     (tmp_path / "me.avat3r.safetensors").write_bytes(b"junk")
     assert_one_line_error(invoke("animate", tmp_path / "me.avat3r.safetensors", "--expr", expr, "-o", tmp_path / "c.mp4"), "me.avat3r.safetensors")
     assert not (tmp_path / "c.mp4").exists()
+
+
+def _rewrite_metadata(source: Path, target: Path, edit) -> None:
+    tensors, header = load_tensors(source)
+    meta = json.loads(header["avat3r"])
+    edit(meta)
+    save_tensors(target, tensors, {**header, "avat3r": json.dumps(meta)})
+
+
+def test_bundles_record_the_ply_frame_and_older_ones_read_as_the_head_frame(avatar: Path, tmp_path: Path) -> None:
+    bundle = avatar / "avatar.avat3r.safetensors"
+    new = Avatar.load(bundle, device="cpu")
+    assert new.bundle.metadata.ply_from_head == [list(row) for row in HEAD_TO_VIEWER]
+    # A bundle written before the frame was recorded: its avatar.ply was in the head frame, and
+    # its --ply-dir frames stay there, matching it.
+    old_path = tmp_path / "old.avat3r.safetensors"
+    _rewrite_metadata(bundle, old_path, lambda meta: meta.pop("ply_from_head"))
+    old = Avatar.load(old_path, device="cpu")
+    head = old.neutral()
+    torch.testing.assert_close(old.ply_gaussians(head).means, head.means, atol=0, rtol=0)
+    bad = tmp_path / "bad.avat3r.safetensors"
+    _rewrite_metadata(bundle, bad, lambda meta: meta.update(ply_from_head=[[2, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]))
+    with pytest.raises(InputFileError, match="bad.avat3r.safetensors.*ply_from_head"):
+        Avatar.load(bad, device="cpu")
 
 
 def test_a_different_model_is_refused(avatar: Path, tmp_path: Path) -> None:

@@ -1,9 +1,11 @@
-"""Evaluation: metrics, the three methods on the same seeded samples, the hand-checked baseline, the CLI."""
+"""``evaluate --data``: the three methods on the same seeded samples, hand-checked baselines, view groups,
+expression accuracy with bootstrap intervals and its ceiling, the CLI."""
 
 from __future__ import annotations
 
 import json
 import math
+import types
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +16,16 @@ from typer.testing import CliRunner
 
 from cli_fixtures import one_thread  # noqa: F401
 from avat3r_cli.cli.evaluate_cmd import evaluate as evaluate_command
+from avat3r_cli.core.expressions import EXPRESSION_INDEX
 from avat3r_cli.data.prepared import PreparedSubject, prepared_name
 from avat3r_cli.data.sampler import SampleSpec
-from avat3r_cli.eval.evaluate import evaluate, frontal_camera, render_expression_probe
-from avat3r_cli.eval.metrics import changed_pixel_mask, lpips_metric, psnr, ssim
+from avat3r_cli.eval.bootstrap import bootstrap_correlation
+from avat3r_cli.eval.evaluate import METHODS, evaluate, frontal_camera, render_expression_probe
+from avat3r_cli.eval.expression_accuracy import expression_accuracy, expression_ceiling
+from avat3r_cli.eval.metrics import lpips_metric
+from avat3r_cli.eval.view_groups import camera_yaw_deg, view_group
 from avat3r_cli.io.weights import save_model
+from avat3r_cli.train.step import render_maps
 from avat3r_cli.model.avat3r import Avat3r
 from avat3r_cli.model.config import get_preset
 from test_train import R, make_tiny_dataset
@@ -44,50 +51,20 @@ def model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def results(model_dir, dataset):
     return evaluate(str(model_dir), dataset, subjects=["subj_1"], num_samples=1, seed=3, baselines=True,
-                    device="cpu", num_targets=2)
-
-
-# -- metrics -------------------------------------------------------------------------------------
-
-
-def test_psnr_whole_and_masked_match_hand_values():
-    target = torch.zeros(1, 3, 4, 4)
-    pred = target.clone()
-    pred[..., :2, :] = 0.1  # error 0.1 on the top half only
-    assert float(psnr(pred, target)[0]) == pytest.approx(-10 * math.log10(0.01 / 2), rel=1e-5)
-    top = torch.zeros(1, 1, 4, 4)
-    top[..., :2, :] = 1
-    assert float(psnr(pred, target, top)[0]) == pytest.approx(20.0, rel=1e-5)
-    assert float(psnr(pred, target, 1 - top)[0]) == pytest.approx(100.0)  # exact: capped, not inf
-    assert math.isnan(float(psnr(pred, target, torch.zeros(1, 1, 4, 4))[0]))
-    assert float(psnr(pred + 5.0, target)[0]) == pytest.approx(0.0, abs=1e-5)  # clamped to 1 first
-
-
-def test_changed_mask_uses_the_max_channel_difference():
-    a = torch.zeros(1, 3, 2, 2)
-    b = a.clone()
-    b[0, 1, 0, 0] = 0.2  # one channel of one pixel changes a lot
-    b[0, :, 1, 1] = 0.04  # below the threshold everywhere
-    mask = changed_pixel_mask(a, b)
-    assert mask.shape == (1, 1, 2, 2) and mask.sum() == 1 and mask[0, 0, 0, 0] == 1
-
-
-def test_ssim_metric_and_lpips_availability():
-    x = torch.rand(2, 3, 16, 16)
-    torch.testing.assert_close(ssim(x, x), torch.ones(2))
-    scorer = lpips_metric()
-    assert scorer is None or callable(scorer)  # no download either way
+                    device="cpu", num_inputs=2, num_targets=4)
 
 
 # -- evaluate --------------------------------------------------------------------------------------
 
 
 def test_three_methods_on_the_same_samples(results):
-    assert [r.method for r in results] == ["avat3r", "zero-expression", "nearest-view"]
+    assert [r.method for r in results] == ["avat3r", "input-expression", "nearest-view"]
+    assert "zero-expression" not in METHODS  # the off-distribution all-zero code is no baseline
+    lpips_available = lpips_metric() is not None
     for r in results:
-        assert r.num_images == 2 and r.subjects == ["subj_1"]
-        assert all(math.isfinite(v) for v in (r.psnr, r.psnr_fg, r.ssim))
-        assert r.lpips is None or math.isfinite(r.lpips)
+        assert r.num_images == 4 and r.subjects == ["subj_1"]
+        assert all(math.isfinite(v) for v in (r.psnr, r.psnr_fg, r.ssim, r.iou))
+        assert (r.lpips is not None) == lpips_available
         json.dumps(r.to_dict())
     views = [[(p["target_timestep"], p["target_camera"], tuple(p["input_cameras"])) for p in r.per_image] for r in results]
     assert views[0] == views[1] == views[2]
@@ -96,16 +73,57 @@ def test_three_methods_on_the_same_samples(results):
     assert len(set(p["input_timesteps"][0] for p in results[0].per_image)) == 1
 
 
-def test_zero_expression_differs_from_the_model(results):
-    model, zero = results[0].per_image, results[1].per_image
-    assert any(abs(a["psnr"] - b["psnr"]) > 1e-4 for a, b in zip(model, zero))
+def _spec(row: dict) -> SampleSpec:
+    return SampleSpec(tuple(row["input_timesteps"]), tuple(row["input_cameras"]), row["target_timestep"],
+                      (row["target_camera"],))
 
 
-def test_nearest_view_psnr_equals_a_hand_computation(results, dataset):
+def _white(images: torch.Tensor, masks: torch.Tensor) -> np.ndarray:
+    return (images * masks + (1 - masks)).numpy()
+
+
+def test_input_expression_is_the_model_at_the_inputs_code(results, model_dir, dataset):
+    from avat3r_cli.pipeline.models import load_avat3r
+
+    model, _ = load_avat3r(str(model_dir))
+    subject = PreparedSubject(dataset / "subj_1" / prepared_name(R, "template"))
+    row = results[1].per_image[0]
+    s = subject.sample(_spec(row))
+    t0 = row["input_timesteps"][0]
+    with torch.no_grad():
+        maps = model.decode(model.encode_views(s.inputs), subject.expressions[t0][None])
+    pred = render_maps(maps, s.target_K, s.target_world_to_cam, (R, R), torch.ones(3), 0.5)[0].clamp(0, 1)
+    expected = -10 * math.log10(float(np.mean((pred.numpy() - _white(s.target_images, s.target_masks)) ** 2)))
+    assert row["psnr"] == pytest.approx(expected, abs=1e-3)
+    # The target's own code (another timestep: the jaw moves) gives another image.
+    assert any(abs(a["psnr"] - b["psnr"]) > 1e-4 for a, b in zip(results[0].per_image, results[1].per_image))
+
+
+def test_targets_are_grouped_by_the_yaw_of_their_camera(results, dataset):
+    subject = PreparedSubject(dataset / "subj_1" / prepared_name(R, "template"))
+    yaws = camera_yaw_deg(subject.world_to_cam)
+    for r in results:
+        for p in r.per_image:
+            assert p["yaw_deg"] == pytest.approx(float(yaws[p["target_camera"]]), abs=0.01)
+            assert p["view_group"] == view_group(yaws[p["target_camera"]])
+        groups = r.view_groups
+        assert list(groups) == ["front", "side", "back", "all"]
+        assert sum(groups[g].num_images for g in ("front", "side", "back")) == groups["all"].num_images == r.num_images
+        for name, group in groups.items():
+            members = [p for p in r.per_image if name == "all" or p["view_group"] == name]
+            if members:
+                assert group.psnr == pytest.approx(np.mean([p["psnr"] for p in members]), abs=1e-9)
+                assert group.iou == pytest.approx(np.mean([p["iou"] for p in members]), abs=1e-9)
+            else:
+                assert group.psnr is None and group.iou is None
+        assert r.to_dict()["view_groups"]["all"]["num_images"] == r.num_images
+    assert sum(g.num_images > 0 for n, g in results[0].view_groups.items() if n != "all") >= 2
+
+
+def test_nearest_view_psnr_and_iou_equal_a_hand_computation(results, dataset):
     row = results[2].per_image[0]
     subject = PreparedSubject(dataset / "subj_1" / prepared_name(R, "template"))
-    spec = SampleSpec(tuple(row["input_timesteps"]), tuple(row["input_cameras"]), row["target_timestep"],
-                      (row["target_camera"],))
+    spec = _spec(row)
     s = subject.sample(spec)
     centres = subject.camera_centers()
     dist = np.linalg.norm(centres[list(spec.input_cameras)] - centres[row["target_camera"]], axis=1)
@@ -116,6 +134,8 @@ def test_nearest_view_psnr_equals_a_hand_computation(results, dataset):
     tgt = s.target_images[0].numpy() * s.target_masks[0].numpy() + white * (1 - s.target_masks[0].numpy())
     expected = -10 * math.log10(float(np.mean((np.clip(pred, 0, 1) - tgt) ** 2)))
     assert row["psnr"] == pytest.approx(expected, abs=1e-4)
+    a, b = inp["masks"][0].numpy() > 0.5, s.target_masks[0].numpy() > 0.5
+    assert row["iou"] == pytest.approx((a & b).sum() / (a | b).sum(), abs=1e-6)
 
 
 def test_changed_pixels_are_found_where_the_jaw_moves(results):
@@ -146,15 +166,74 @@ def test_expression_probe_renders_one_image_per_code(model_dir, dataset):
     assert 0 <= frontal_camera(subject) < subject.num_cameras
 
 
+class StubReader:
+    """Stands in for MediaPipe: jawOpen = how low the toy head's red jaw sits (its red pixels' mean row)."""
+
+    def __init__(self, skip_every: int = 0) -> None:
+        self.images: list[np.ndarray] = []
+        self.skip_every = skip_every
+
+    def analyze(self, image: np.ndarray):
+        self.images.append(image)
+        if self.skip_every and len(self.images) % self.skip_every == 0:
+            return None  # "no face found"
+        red = (image[..., 0] > 150) & (image[..., 1] < 100)
+        scores = np.zeros(52, np.float32)
+        scores[EXPRESSION_INDEX["jawOpen"]] = np.nonzero(red)[0].mean() / image.shape[0] if red.any() else 0.0
+        return types.SimpleNamespace(blendshapes=scores)
+
+
+def test_ceiling_reads_every_frontal_ground_truth_view(dataset):
+    reader = StubReader()
+    acc = expression_ceiling(dataset, ["subj_0", "subj_1"], R, "template", seed=2, analyzer=reader, resamples=300)
+    assert acc.renders == acc.detected == 6 and len(reader.images) == 6  # 2 subjects x 3 timesteps
+    assert all(im.shape == (256, 256, 3) for im in reader.images)  # read at the renders' analysis size
+    assert all((im[:4, :4] == 255).all() for im in reader.images)  # composited over white by its mask
+    # The stub sees the jaw lower as the requested jawOpen grows: the ceiling correlation is high.
+    assert acc.correlation["jawOpen"] > 0.9 and acc.requested["jawOpen"] == [0.0, 0.5, 1.0] * 2
+    low, high = acc.interval["jawOpen"]
+    expected = bootstrap_correlation(np.array(acc.requested["jawOpen"]), np.array(acc.read["jawOpen"]),
+                                     resamples=300, seed=2)
+    assert (low, high) == pytest.approx(expected, abs=1e-3)
+    assert acc.correlation["smile"] is None and acc.interval["smile"] is None  # read as constant zero
+
+
+def test_expression_accuracy_pairs_only_the_renders_with_a_face(model_dir, dataset):
+    from avat3r_cli.pipeline.models import load_avat3r
+
+    model, _ = load_avat3r(str(model_dir))
+    reader = StubReader(skip_every=3)
+    acc = expression_accuracy(model, dataset, ["subj_0", "subj_1"], codes_per_subject=3, seed=1, analyzer=reader,
+                              resamples=0)
+    assert acc.renders == 6 and acc.detected == 4 and len(acc.requested["jawOpen"]) == 4
+    assert acc.interval == {g: None for g in acc.correlation}  # no resamples, no intervals
+    assert set(acc.to_dict()) == {"correlation", "interval", "renders", "detected"}
+
+
 def test_cli_json_prints_one_object_per_method(model_dir, dataset):
     app = typer.Typer()
     app.command()(evaluate_command)
     args = ["--weights", str(model_dir), "--data", str(dataset), "--subjects", "subj_1", "--samples", "1",
-            "--targets", "1", "--baselines", "--json", "--device", "cpu"]
+            "--targets", "1", "--baselines", "--expressions", "2", "--bootstrap", "50", "--ceiling", "--json",
+            "--device", "cpu"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
-    assert [d["method"] for d in lines] == ["avat3r", "zero-expression", "nearest-view"]
-    assert all(isinstance(d["psnr"], float) for d in lines)
-    table = CliRunner().invoke(app, args[:-3] + ["--device", "cpu"])
-    assert table.exit_code == 0 and "nearest-view" in table.stdout and "PSNR" in table.stdout
+    assert [d["method"] for d in lines] == ["avat3r", "input-expression", "nearest-view", "ground-truth-views"]
+    assert all(isinstance(d["psnr"], float) and d["view_groups"]["all"]["num_images"] == 1 for d in lines[:3])
+    assert set(lines[0]["expression_interval"]) == set(lines[0]["expression_correlation"])
+    assert lines[0]["expression_renders"]["renders"] == 2 and lines[3]["expression_renders"]["renders"] == 3
+    table = CliRunner().invoke(app, [a for a in args if a != "--json"])
+    assert table.exit_code == 0, table.output
+    for needle in ("nearest-view", "PSNR", "IoU", "By view", "ceiling"):
+        assert needle in table.stdout, needle
+
+
+def test_cli_usage_errors_exit_2(model_dir, dataset, tmp_path):
+    app = typer.Typer()
+    app.command()(evaluate_command)
+    runner = CliRunner()
+    assert runner.invoke(app, ["--weights", str(model_dir)]).exit_code == 2  # neither --data nor --photos
+    both = runner.invoke(app, ["--data", str(dataset), "--photos", str(tmp_path / "a.png"), "--leave-one-out"])
+    assert both.exit_code == 2 and "not both" in both.output
+    assert runner.invoke(app, ["--data", str(dataset), "--sheet", str(tmp_path)]).exit_code == 2

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from avat3r_cli.core.frames import head_to_viewer
 from avat3r_cli.core.gaussians import Gaussians
 from avat3r_cli.io.ply import read_ply, write_ply
 
@@ -34,7 +35,7 @@ def head(script: ModuleType) -> Gaussians:
 
 def test_committed_file_is_reproduced_byte_for_byte(head: Gaussians, tmp_path: Path) -> None:
     out = tmp_path / "head.ply"
-    write_ply(out, head)
+    write_ply(out, head_to_viewer(head))
     assert out.read_bytes() == COMMITTED.read_bytes(), (
         "examples/head.ply is stale: rerun `python examples/make_example_avatar.py`"
     )
@@ -52,7 +53,16 @@ def test_main_writes_other_seeds(script: ModuleType, head: Gaussians, tmp_path: 
     script.main(["--output", str(out), "--seed", "1"])
     other = read_ply(out)
     assert 15_000 <= other.count <= 25_000
-    assert other.count != head.count or not torch.equal(other.means, head.means)
+    assert other.count != head.count or not torch.equal(other.means, head_to_viewer(head).means)
+
+
+def test_committed_file_is_in_the_viewer_frame(head: Gaussians) -> None:
+    # The file is the head-frame build turned 180° about x: y up, the face (eye whites) on +z.
+    g = read_ply(COMMITTED)
+    torch.testing.assert_close(g.means, head.means * torch.tensor([1.0, -1.0, -1.0]), atol=1e-6, rtol=0)
+    sclera = g.means[(g.colors_dc() > 0.75).all(dim=1)]
+    hair = g.means[(g.colors_dc() < 0.35).all(dim=1) & (g.colors_dc()[:, 0] > g.colors_dc()[:, 2] + 0.05)]
+    assert bool((sclera[:, 2] > 0.08).all()) and float(hair[:, 1].mean()) > 0.03
 
 
 def test_head_sized_and_well_formed(head: Gaussians) -> None:

@@ -234,6 +234,11 @@ def expected_parameters(c: ModelConfig) -> int:
     if c.expression_field:  # point MLP on (position, 6 Fourier bands x sin/cos x 3 axes, features), code, basis
         h, r = c.expression_field_hidden, c.expression_field_rank
         total += linear(3 + 36 + hc, h) + linear(c.expression_dim, r) + r * (h + 1) * raw
+    if c.anchor_gaussians:  # position encoding, per-anchor embedding, L_a x [cross-attention, MLP], head
+        q, g = c.anchor_gaussians, c.anchor_children
+        total += linear(3 + 36, d) + q * d
+        total += c.anchor_layers * (3 * norm(d) + attn(d) + linear(d, hidden) + linear(hidden, d))
+        total += norm(d) + linear(d, g * raw)
     return total
 
 

@@ -372,7 +372,21 @@ BAD_FILES = {
     "double overflow": (_with_values("z", [1e300], "<f8"), r"NaN/inf values in properties: z \(1\)"),
     "scale overflow": (_with_values("scale_1", [100.0]), "scale too large: log-scale 100"),
     "zero gaussians": (lambda tmp: _valid(tmp, n=0), r"contains no Gaussians \(vertex count is 0\)"),
+    "fewer declared": (
+        lambda tmp: _raw(tmp, _valid(tmp, n=10).read_bytes().replace(b"element vertex 10\n", b"element vertex 7\n")),
+        r"holds 204 bytes after the rows its header declares \(element vertex 7\): is the count wrong\?\Z",
+    ),
+    "fewer declared ascii": (
+        lambda tmp: _raw(tmp, b"ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nend_header\n1\n2\n3\n"),
+        r"holds 3 data lines, more than the 2 rows its header declares \(element vertex 2\)",
+    ),
 }
+
+
+def test_a_stray_byte_after_the_data_is_harmless(tmp_path: Path) -> None:
+    path = _valid(tmp_path, n=3)
+    path.write_bytes(path.read_bytes() + b"\n")
+    assert read_ply(path).count == 3
 
 
 @pytest.mark.parametrize("case", list(BAD_FILES))

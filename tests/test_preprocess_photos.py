@@ -64,13 +64,44 @@ def test_results_are_cached_by_content(photos, tmp_path, monkeypatch):
         raise AssertionError("the cache was not used")
 
     monkeypatch.setattr(photos_module, "prepare_photo", fail)
-    # Same content under another name: still a cache hit.
+    # Same content under another name: still a cache hit, recorded under the name it was given.
     shutil.copy(photos / "astronaut.png", tmp_path / "copy.png")
-    run_preprocess([tmp_path / "copy.png"], tmp_path / "b", resolution=64)
+    report = run_preprocess([tmp_path / "copy.png"], tmp_path / "b", resolution=64)
+    assert [v["photo"] for v in report["views"]] == ["copy.png"]
     a, _ = load_tensors(tmp_path / "a" / "inputs.safetensors")
     b, _ = load_tensors(tmp_path / "b" / "inputs.safetensors")
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_a_damaged_cache_entry_is_recomputed_not_blamed_on_the_photo(photos, tmp_path, monkeypatch):
+    monkeypatch.setenv("AVAT3R_CACHE", str(tmp_path / "cache"))
+    first = run_preprocess([photos / "astronaut.png"], tmp_path / "a", resolution=64)
+    (entry,) = (tmp_path / "cache" / "preprocess").glob("*.safetensors")
+    entry.write_bytes(entry.read_bytes()[:100])  # truncated, as by a full disk or a killed run
+    again = run_preprocess([photos / "astronaut.png"], tmp_path / "b", resolution=64)
+    assert again["skipped"] == [] and again["views"][0]["pose"] == first["views"][0]["pose"]
+    assert load_tensors(entry)[0]["image"].shape == (64, 64, 3)  # replaced by a good entry
+
+
+def test_cache_keeps_warnings_and_an_unwritable_cache_costs_only_speed(photos, tmp_path, monkeypatch):
+    import avat3r_cli.preprocess.photos as photos_module
+
+    monkeypatch.setenv("AVAT3R_CACHE", str(tmp_path / "cache"))
+    Image.open(photos / "astronaut.png").rotate(90, expand=True).save(tmp_path / "side.png")
+    shutil.copy(tmp_path / "side.png", tmp_path / "other.png")
+    first = run_preprocess([tmp_path / "side.png"], tmp_path / "a", resolution=64)
+    hit = run_preprocess([tmp_path / "other.png"], tmp_path / "b", resolution=64)
+    assert any(w.startswith(f"{tmp_path / 'side.png'}: the face is sideways") for w in first["warnings"])
+    assert any(w.startswith(f"{tmp_path / 'other.png'}: the face is sideways") for w in hit["warnings"])
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(photos_module, "save_tensors", disk_full)
+    monkeypatch.setenv("AVAT3R_CACHE", str(tmp_path / "cache2"))
+    report = run_preprocess([photos / "astronaut.png"], tmp_path / "c", resolution=64)
+    assert [v["photo"] for v in report["views"]] == ["astronaut.png"]
 
 
 def test_no_usable_photo_is_one_clear_error(photos, tmp_path, monkeypatch):

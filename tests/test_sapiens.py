@@ -7,6 +7,7 @@ tmp_path with HF_HUB_OFFLINE set, so no test touches the network.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,11 +19,14 @@ from torch import nn
 
 from avat3r_cli.core.errors import Avat3rError, InputFileError
 from avat3r_cli.preprocess import sapiens
+from avat3r_cli.io.verify import sha256_file
 from avat3r_cli.preprocess.sapiens import (
     SAPIENS_LICENCE_NOTICE,
     SAPIENS_MEAN,
+    SAPIENS_PINS,
     SAPIENS_STD,
     SAPIENS_VARIANTS,
+    SapiensPin,
     check_feature_backend,
     extract_features,
     feature_backend_name,
@@ -30,7 +34,8 @@ from avat3r_cli.preprocess.sapiens import (
     preprocess_for_sapiens,
 )
 
-from hub_cache import add_hub_files
+from hub_cache import COMMIT, add_hub_files
+
 REPO_2B, FILE_2B, DIM_2B = SAPIENS_VARIANTS["sapiens-2b"]
 # Building the stand-ins uses torch.jit.script/save, which torch now marks deprecated.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*deprecated:DeprecationWarning")
@@ -56,6 +61,13 @@ def stand_in(path: Path, channels: int = DIM_2B) -> Path:
     return path
 
 
+def pinned_in_cache(cache: Path, monkeypatch: pytest.MonkeyPatch, variant: str, source: Path) -> Path:
+    """``source`` as the variant's hub file at a test commit, with that commit and its sha256 pinned."""
+    repo, filename, _ = SAPIENS_VARIANTS[variant]
+    monkeypatch.setitem(SAPIENS_PINS, variant, SapiensPin(COMMIT, sha256_file(source)))
+    return add_hub_files(cache, repo, {filename: source}) / filename
+
+
 def crops(v: int = 2, r: int = 96) -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, size=(v, r, r, 3), dtype=np.uint8)
 
@@ -70,9 +82,16 @@ def test_variants_table_matches_the_reference() -> None:
     assert "\n" not in SAPIENS_LICENCE_NOTICE and "CC BY-NC 4.0" in SAPIENS_LICENCE_NOTICE
 
 
-def test_load_from_hub_cache_and_extract(hub_cache: Path, tmp_path: Path) -> None:
+def test_every_variant_is_pinned_to_a_commit_and_a_sha256() -> None:
+    assert set(SAPIENS_PINS) == set(SAPIENS_VARIANTS)
+    for pin in SAPIENS_PINS.values():
+        assert re.fullmatch("[0-9a-f]{40}", pin.revision) and re.fullmatch("[0-9a-f]{64}", pin.sha256)
+    assert len({pin.sha256 for pin in SAPIENS_PINS.values()}) == len(SAPIENS_PINS)
+
+
+def test_load_from_hub_cache_and_extract(hub_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     source = stand_in(tmp_path / "src" / FILE_2B)
-    cached = add_hub_files(hub_cache, REPO_2B, {FILE_2B: source}) / FILE_2B
+    cached = pinned_in_cache(hub_cache, monkeypatch, "sapiens-2b", source)
     model = load_sapiens("sapiens-2b")
     assert model.variant == "sapiens-2b" and model.embed_dim == DIM_2B
     assert model.path.resolve() == cached.resolve()
@@ -143,13 +162,44 @@ def test_not_downloaded_offline_is_one_actionable_line(hub_cache: Path) -> None:
         sapiens.download_sapiens("sapiens-2b")
 
 
-def test_download_finds_a_cached_file_offline(hub_cache: Path, tmp_path: Path) -> None:
-    repo, filename, dim = SAPIENS_VARIANTS["sapiens-0.3b"]
-    cached = add_hub_files(hub_cache, repo, {filename: stand_in(tmp_path / "src" / filename, dim)}) / filename
+def test_download_finds_a_cached_file_offline(hub_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, filename, dim = SAPIENS_VARIANTS["sapiens-0.3b"]
+    cached = pinned_in_cache(hub_cache, monkeypatch, "sapiens-0.3b", stand_in(tmp_path / "src" / filename, dim))
     assert sapiens.download_sapiens("0.3b").resolve() == cached.resolve()
 
 
-def test_corrupt_file_names_the_file(tmp_path: Path, hub_cache: Path) -> None:
+def test_hub_file_is_fetched_at_the_pin_and_checked_before_loading(
+    hub_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = stand_in(tmp_path / "src" / FILE_2B)
+    # The file at the repo's head (another commit) is not what the pin names: never used.
+    add_hub_files(hub_cache, REPO_2B, {FILE_2B: source}, commit="f" * 40)
+    monkeypatch.setitem(SAPIENS_PINS, "sapiens-2b", SapiensPin(COMMIT, sha256_file(source)))
+    with pytest.raises(Avat3rError, match="not downloaded"):
+        load_sapiens("sapiens-2b")
+
+    # At the pinned commit, but one byte changed: refused before torch.jit.load sees it.
+    changed = tmp_path / "changed" / FILE_2B
+    changed.parent.mkdir()
+    data = bytearray(source.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    changed.write_bytes(bytes(data))
+    cached = add_hub_files(hub_cache, REPO_2B, {FILE_2B: changed}) / FILE_2B
+
+    def must_not_load(*args: object, **kwargs: object) -> None:
+        raise AssertionError("torch.jit.load ran on an unverified file")
+
+    monkeypatch.setattr(torch.jit, "load", must_not_load)
+    for attempt in (lambda: load_sapiens("sapiens-2b"), lambda: sapiens.download_sapiens("sapiens-2b")):
+        with pytest.raises(InputFileError) as info:
+            attempt()
+        message = str(info.value)
+        assert "is not the pinned" in message and "sapiens-2b" in message
+        # The advice deletes the blob the snapshot links to, so the next download fetches it anew.
+        assert f"delete {cached.resolve()} and run: avat3r weights download sapiens-2b" in message
+
+
+def test_corrupt_file_names_the_file(tmp_path: Path, hub_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bad = tmp_path / "broken.pt2"
     good = stand_in(tmp_path / "good" / FILE_2B).read_bytes()
     bad.write_bytes(good[: len(good) // 2])  # truncated mid-download
@@ -160,8 +210,8 @@ def test_corrupt_file_names_the_file(tmp_path: Path, hub_cache: Path) -> None:
     garbage = tmp_path / "src" / FILE_2B
     garbage.parent.mkdir(parents=True, exist_ok=True)
     garbage.write_bytes(b"not a zip archive at all")
-    add_hub_files(hub_cache, REPO_2B, {FILE_2B: garbage})
-    with pytest.raises(InputFileError, match=FILE_2B):
+    pinned_in_cache(hub_cache, monkeypatch, "sapiens-2b", garbage)  # pinned as it is: the reader must refuse it
+    with pytest.raises(InputFileError, match=f"{FILE_2B}: not a readable TorchScript"):
         load_sapiens("sapiens-2b")
 
 

@@ -32,6 +32,8 @@ from avat3r_cli.data.synthetic import (
     synth_cameras,
 )
 from avat3r_cli.data.synthetic.appearance import Lighting
+from avat3r_cli.data.synthetic.frontal import frontal_codes
+from avat3r_cli.data.synthetic.generate import SUBJECT_SEED_STRIDE
 from avat3r_cli.io.mediapipe_assets import load_canonical_face
 from avat3r_cli.preprocess.crop import HEAD_CENTER, head_crop_box
 from avat3r_cli.render import render
@@ -106,6 +108,18 @@ def test_preparation_keeps_the_input_flags(dataset, analyzer):
     prepared = PreparedSubject(prepare_subject(root / "subject_0001", 32, analyzer))
     assert prepared.input_views.tolist() == [True, True, False]
     assert prepared.metadata["faces_detected"].split("/")[1] == "6"
+
+
+def test_frontal_codes_re_read_the_written_codes_exactly(dataset, analyzer):
+    # The dataset was made with seed 3: subject i has seed 3 * SUBJECT_SEED_STRIDE + i.
+    root, _, _ = dataset
+    for i, name in enumerate(list_subjects(root)):
+        written = read_subject(root / name).expressions
+        seed = 3 * SUBJECT_SEED_STRIDE + i
+        assert np.array_equal(frontal_codes(seed, 2, 3, 128, analyzer), written), name
+        assert np.array_equal(frontal_codes(seed, 2, 3, 128, analyzer, upto=1), written[:1]), name
+    with pytest.raises(ValueError, match="upto"):
+        frontal_codes(0, 2, 3, 128, analyzer, upto=3)
 
 
 def test_resumable_skips_complete_subjects(dataset, analyzer):

@@ -86,6 +86,8 @@ def make_subject(folder: Path, seed: int, timesteps: int = 3, cameras: int = 6, 
             arrays[k].append(np.stack(row[k]))
     expressions = np.zeros((timesteps, 52), np.float32)
     expressions[:, EXPRESSION_INDEX["jawOpen"]] = jaws
+    # A per-person offset, as MediaPipe reads on neutral faces: what the recorded neutral code keeps.
+    expressions[:, EXPRESSION_INDEX["eyeSquintLeft"]] = 0.3 + 0.1 * seed
     data = {k: np.stack(a) for k, a in arrays.items()}
     data["K"] = np.stack([c.K.numpy() for c in cams]).astype(np.float32)
     data["world_to_cam"] = np.stack([c.world_to_cam.numpy() for c in cams]).astype(np.float32)
@@ -258,7 +260,9 @@ def test_a_second_run_into_the_same_folder_is_refused(dataset, full_run):
 @pytest.mark.slow
 def test_torchrun_two_processes_with_gloo(dataset, tmp_path):
     run = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC)}
+    # torchrun's agent leaves a torchelastic_* folder in TMPDIR: keep it inside this test's folder.
+    (tmp_path / "tmp").mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC), "TMPDIR": str(tmp_path / "tmp")}
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
         "-m", "avat3r_cli.cli.train_cmd", "--data", str(dataset), "-o", str(run), "--steps", "2",

@@ -12,6 +12,7 @@ import torch
 from cli_fixtures import invoke, one_thread  # noqa: F401
 from test_train import R, config, fixed_sample, make_tiny_dataset, read_log
 from avat3r_cli.core.errors import Avat3rError
+from avat3r_cli.core.expressions import EXPRESSION_INDEX
 from avat3r_cli.data.prepared import PreparedSubject, prepared_name
 from avat3r_cli.data.sampler import SampleSpec
 from avat3r_cli.io.weights import save_model
@@ -89,8 +90,10 @@ def test_init_from_weights_without_the_modulation_adds_it_at_identity(dataset, t
     train(config(dataset, run, init_from=str(tmp_path / "old"), lr=0.0))
     new, info = load_avat3r(str(run / "model"))
     assert info.config["expression_modulation"]
-    # Everything but the code statistics, which the run folds into the code's first layer.
-    folded = ("expression_mean", "expression_std", "transformer.expression.mlp.0.weight", "transformer.expression.mlp.0.bias")
+    # Everything but the code statistics, which the run folds into the code's first layer, and the
+    # neutral code, which the run records from its own data.
+    folded = ("expression_mean", "expression_std", "transformer.expression.mlp.0.weight", "transformer.expression.mlp.0.bias",
+              "neutral_expression")
     for name, tensor in old.state_dict().items():
         assert name in folded or torch.equal(tensor, new.state_dict()[name]), name
     assert not new.modulation.mlp[2].weight.detach().any()
@@ -167,3 +170,8 @@ def test_a_run_records_its_training_codes_statistics(base_run):
     assert float(model.expression_mean[jaw]) == pytest.approx(0.5, abs=1e-6)
     assert float(model.expression_std[jaw]) == pytest.approx((1 / 6) ** 0.5, rel=1e-5)
     assert float(model.expression_std[0]) == pytest.approx(0.05)  # constant channel: the floor
+    # The neutral code: the median of the training subjects' first timesteps (subj_0 and subj_1,
+    # jaw closed, eyeSquintLeft 0.3 and 0.4), not the mean over all their codes (jawOpen 0.5).
+    expected = torch.zeros(52)
+    expected[EXPRESSION_INDEX["eyeSquintLeft"]] = 0.35
+    torch.testing.assert_close(model.neutral_expression, expected, atol=1e-6, rtol=0)

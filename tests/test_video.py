@@ -11,13 +11,8 @@ import pytest
 import torch
 
 from avat3r_cli.core.errors import Avat3rError, InputFileError
-from avat3r_cli.io.video import (
-    count_video_frames,
-    read_video_frames,
-    to_uint8_frame,
-    video_kind,
-    write_video,
-)
+from avat3r_cli.io.video import to_uint8_frame, video_kind, write_video
+from avat3r_cli.io.video_read import count_video_frames, read_video_frames
 
 H, W, T = 48, 64, 12
 

@@ -22,7 +22,8 @@ def animate(
     pose: Annotated[Path | None, typer.Option("--pose", metavar="FILE", help="Head motion .npy [T, 4, 4] relative to the first frame (avat3r track --pose).", show_default=False)] = None,
     fps: Annotated[int, typer.Option(help="Frames per second (1..240).")] = 30,
     camera: Annotated[str, typer.Option(help="front (fixed) or orbit (one full turn over the clip).")] = "front",
-    size: Annotated[int, typer.Option(help="Square image side in pixels (16..4096).")] = 512,
+    # 256, as create's videos: every frame is a model decode plus a render, and CPUs are the common case.
+    size: Annotated[int, typer.Option(help="Square image side in pixels (16..4096).")] = 256,
     background: Annotated[str, typer.Option(help="Background: white, black, gray, #rrggbb or r,g,b in 0..1.")] = "white",
     weights: Annotated[str | None, typer.Option(help="Model weights; default the model the avatar was made with (a different model is refused).", show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto|cpu|cuda[:i]|mps (auto picks CUDA when present).")] = "auto",

@@ -2,8 +2,10 @@
 
 Exit codes: 0 success; 1 a known failure (``Avat3rError`` or an OS error such as a permission
 problem), printed as one ``Error: ...`` line on stderr; 2 a usage error (unknown option, bad
-type); 130 Ctrl-C. ``AVAT3R_DEBUG=1`` adds the traceback above that line. Anything else is a bug
-and keeps Python's traceback.
+type); 130 Ctrl-C; 143 SIGTERM (128 + 15, what a shell reports for a process the signal ended:
+``timeout``, job schedulers and ``docker stop`` send it). Both signals unwind the command the same
+way, so its temporary outputs are removed. ``AVAT3R_DEBUG=1`` adds the traceback above the error
+line. Anything else is a bug and keeps Python's traceback.
 
 Startup stays light: this module and the command modules import neither torch nor gsplat at
 module level (commands import their L3 pipeline inside the function body), so ``avat3r --help``
@@ -13,16 +15,19 @@ and ``avat3r --version`` return at once.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.text import Text
-from typer.core import TyperGroup
 
 from avat3r_cli import __version__
+from avat3r_cli.cli.help_format import FlagsWithoutTypeCommand, FlagsWithoutTypeGroup
 from avat3r_cli.cli import (
     animate_cmd,
     create_cmd,
@@ -86,12 +91,48 @@ def report_error(exc: BaseException) -> None:
     _stderr.print(Text.assemble(("Error: ", "bold red"), message))
 
 
-class Avat3rGroup(TyperGroup):
+SIGTERM_EXIT = 128 + signal.SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that it unwinds like KeyboardInterrupt.
+
+    A BaseException, not an Exception: code that handles failures (a batch that goes on with the
+    next subject) must not swallow it; cleanup (``finally``, ``atomic_output``) still runs.
+    """
+
+
+@contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """While active, SIGTERM raises ``Terminated`` once; repeats are ignored so cleanup can finish."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread (e.g. under some test runners)
+        return
+    fired = False
+
+    def handler(signum: int, frame: Any) -> None:
+        nonlocal fired
+        if not fired:
+            fired = True
+            raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class Avat3rGroup(FlagsWithoutTypeGroup):
     """The root group; its ``invoke`` is the CLI's only error boundary."""
 
     def invoke(self, ctx: Any) -> Any:
         try:
-            return super().invoke(ctx)
+            with sigterm_unwinds():
+                return super().invoke(ctx)
+        except Terminated:
+            _stderr.print("Terminated (SIGTERM); unfinished outputs were removed", markup=False)
+            raise typer.Exit(SIGTERM_EXIT) from None
         except Avat3rError as exc:
             report_error(exc)
             raise typer.Exit(1) from None
@@ -135,9 +176,9 @@ def _root(
 
 for _name, _target in COMMANDS:
     if isinstance(_target, typer.Typer):
-        app.add_typer(_target, name=_name, context_settings=CONTEXT_SETTINGS)
+        app.add_typer(_target, name=_name, context_settings=CONTEXT_SETTINGS, cls=FlagsWithoutTypeGroup)
     else:
-        app.command(_name, context_settings=CONTEXT_SETTINGS)(_target)
+        app.command(_name, context_settings=CONTEXT_SETTINGS, cls=FlagsWithoutTypeCommand)(_target)
 
 
 def main() -> None:

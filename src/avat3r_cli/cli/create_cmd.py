@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import traceback
 from pathlib import Path
 from typing import Annotated
 
@@ -10,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from avat3r_cli.cli.progress import progress_bar
+from avat3r_cli.cli.progress import stage_progress
 
 
 def create(
@@ -41,17 +42,14 @@ def create(
         return
     if not photos:
         raise typer.BadParameter("give at least one photo (or --per-folder FOLDERS / --subjects-from FILE)")
+    # Paths first: a typo must not wait for torch, MediaPipe and the model to load.
+    from avat3r_cli.pipeline.create_checks import check_output_folder, check_photo_paths
+
+    photos = check_photo_paths(photos)
+    check_output_folder(output)
     from avat3r_cli.pipeline.create import run_create  # imports torch; keep --help fast
 
-    with progress_bar(console) as bar:
-        tasks: dict[str, int] = {}
-
-        def on_progress(stage: str, done: int, total: int) -> None:
-            # One bar per stage, created when the stage starts, so the display reads as a checklist.
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
+    with stage_progress(console) as on_progress:
         report = run_create(
             photos, output, weights=weights, refine=refine, video=not no_video, size=size, frames=frames,
             fps=fps, device=device, geometry=geometry, features=features, use_cache=not no_cache,
@@ -87,7 +85,14 @@ def _create_batch(folders, output, subjects_from, skip_existing, shard, as_json,
         line = {"ok": "done", "skipped": "skipped (exists)", "failed": f"failed: {result.get('error')}"}[result["status"]]
         console.print(f"{result['name']}: {line}", markup=False)
 
-    results = run_batch(folders, output, Shard.parse(shard), skip_existing, on_result=on_result, **options)
+    def on_error(error: BaseException) -> None:
+        # The error itself is in the subject's line; AVAT3R_DEBUG adds where it came from.
+        from avat3r_cli.cli.app import debug_enabled
+
+        if debug_enabled():
+            traceback.print_exception(type(error), error, error.__traceback__)
+
+    results = run_batch(folders, output, Shard.parse(shard), skip_existing, on_result=on_result, on_error=on_error, **options)
     failed = sum(r["status"] == "failed" for r in results)
     console.print(f"{len(results) - failed} of {len(results)} subject(s) done, {failed} failed", markup=False)
     if failed:

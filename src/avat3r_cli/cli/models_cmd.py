@@ -17,6 +17,7 @@ def model_rows() -> list[dict[str, Any]]:
     import torch
 
     from avat3r_cli.io.registry import entries
+    from avat3r_cli.io.weights import CONFIG_FILE, read_config
     from avat3r_cli.model.avat3r import Avat3r
     from avat3r_cli.model.config import PRESETS, ModelConfig
 
@@ -27,7 +28,8 @@ def model_rows() -> list[dict[str, Any]]:
     def describe(config: ModelConfig) -> dict[str, Any]:
         return {
             "parameters": count(config),
-            "resolution": [config.image_size, config.image_size],
+            "resolution": [config.input_size, config.input_size],
+            "network_resolution": [config.image_size, config.image_size],
             "patch": config.patch_size,
             "width": config.width,
             "blocks": config.depth,
@@ -45,6 +47,12 @@ def model_rows() -> list[dict[str, Any]]:
         )
     for entry in entries():
         config = PRESETS[entry.preset].config if entry.preset in PRESETS else None
+        if entry.folder is not None and (entry.folder / CONFIG_FILE).is_file():
+            # Bundled weights say what they are: a preset may have changed since they were trained.
+            try:
+                config = ModelConfig.from_dict(read_config(entry.folder))
+            except ValueError:
+                pass  # an unreadable config is reported when the weights are loaded; list the preset's
         row: dict[str, Any] = {"name": entry.name, "kind": "weights"}
         row.update(describe(config) if config is not None else {"parameters": None})
         # The registry, not the preset, says what preprocessing these weights were trained with.

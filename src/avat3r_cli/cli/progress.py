@@ -1,8 +1,15 @@
-"""Progress display shared by the commands: Rich on stderr, silent when stderr is not a terminal."""
+"""Progress display shared by the commands: live Rich bars on a terminal's stderr.
+
+Off a terminal (a log file, CI, a pipeline) live bars would be noise, so frame counters are
+silent there and ``stage_progress`` prints one plain line as each stage starts instead: a
+minutes-long ``create`` in a log shows where it is.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -52,3 +59,38 @@ def counter(bar: Progress, description: str) -> Callable[[int, int | None], None
         bar.update(task[0], completed=done, total=total)
 
     return update
+
+
+StageCallback = Callable[[str, int, int], None]
+
+
+@contextmanager
+def stage_progress(console: Console) -> Iterator[StageCallback]:
+    """A ``progress(stage, done, total)`` callback: one bar per stage on a terminal, else one line per stage.
+
+    The line is ``[  12.3 s] Preprocessing (4)``: seconds since the command started, the stage,
+    and its step count when it has more than one step.
+    """
+    if console.is_terminal:
+        with progress_bar(console) as bar:
+            tasks: dict[str, TaskID] = {}
+
+            def on_bar(stage: str, done: int, total: int) -> None:
+                # One bar per stage, created when the stage starts, so the display reads as a checklist.
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=total)
+                bar.update(tasks[stage], completed=done, total=total)
+
+            yield on_bar
+        return
+    start = time.perf_counter()
+    seen: set[str] = set()
+
+    def on_line(stage: str, done: int, total: int) -> None:
+        if stage in seen:
+            return
+        seen.add(stage)
+        steps = f" ({total})" if total > 1 else ""
+        console.print(f"[{time.perf_counter() - start:6.1f} s] {stage}{steps}", markup=False, highlight=False)
+
+    yield on_line

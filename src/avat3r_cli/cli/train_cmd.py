@@ -66,6 +66,13 @@ def train(
         bool,
         typer.Option("--expression-field", help="Add the learned blendshape field over head positions (zero-started)."),
     ] = False,
+    anchor_gaussians: Annotated[
+        int | None,
+        typer.Option(
+            "--anchor-gaussians", metavar="Q", min=0,
+            help="Anchor queries on the template head that fill what no photo sees (default: the preset's; 0: none).",
+        ),
+    ] = None,
     stop_after: Annotated[
         int | None, typer.Option(min=1, help="Stop after this step (resume later); the schedule still spans --steps.")
     ] = None,
@@ -84,14 +91,14 @@ def train(
         device=device, resume=resume, geometry=geometry, consistent_inputs=consistent_inputs,
         num_subjects_val=val_subjects, stop_after=stop_after, changed_weight=changed_weight, init_from=init,
         reinit=tuple(reinit or ()), expression_mixing=expression_mixing,
-        expression_field=expression_field,
+        expression_field=expression_field, anchor_gaussians=anchor_gaussians,
     )
     if not resume:
         from avat3r_cli.model.config import get_preset
         from avat3r_cli.pipeline.dataset import ensure_prepared
 
         try:
-            resolution = get_preset(preset).image_size
+            resolution = get_preset(preset).input_size
         except ValueError as error:
             from avat3r_cli.core.errors import Avat3rError
 

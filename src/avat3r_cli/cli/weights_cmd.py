@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
+from avat3r_cli.cli.help_format import FlagsWithoutTypeCommand
+
 app = typer.Typer(help="Registered model weights: list, download (verified), verify.", no_args_is_help=True)
 
 
@@ -32,7 +34,7 @@ def _status(entry: Any) -> tuple[str, Path | None]:
     return "cached", folder
 
 
-@app.command("list")
+@app.command("list", cls=FlagsWithoutTypeCommand)
 def list_weights(
     json_output: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
@@ -74,7 +76,7 @@ def list_weights(
         typer.echo(f"  {a['name']:<18} {a['status']:<15} {a['licence']:<17} {a['size']:>7}  {a['role']}  ({a['source']})")
 
 
-@app.command("download")
+@app.command("download", cls=FlagsWithoutTypeCommand)
 def download_weights(
     name: Annotated[str, typer.Argument(help="A registered name or a hub repo org/name[@revision].")],
 ) -> None:
@@ -92,7 +94,7 @@ def download_weights(
     typer.echo(f"{name}: {folder} ({note})")
 
 
-@app.command("verify")
+@app.command("verify", cls=FlagsWithoutTypeCommand)
 def verify_weights(
     name: Annotated[
         str | None, typer.Argument(help="A registered name, hub repo or folder; all registered weights if omitted.")
@@ -124,7 +126,10 @@ def verify_weights(
             _, parameters = check_folder(folder, Avat3r.from_config_dict)
             digest = entry.hashes.get(WEIGHTS_FILE) if entry is not None and entry.hashes else None
             digest = digest or sha256_file(folder / WEIGHTS_FILE)
-            checked = "sha256 verified" if entry is not None and entry.hashes else "no registered hashes"
+            checked = (
+                "sha256 verified" if entry is not None and entry.hashes
+                else "no registered hashes, so only the structure was checked"
+            )
             typer.echo(f"{target}: ok ({parameters / 1e6:.2f}M parameters, {checked}, model sha256 {digest})")
         except Avat3rError as exc:
             failed = True

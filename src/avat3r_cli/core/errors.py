@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -19,3 +22,34 @@ class InputFileError(Avat3rError):
         self.path = Path(path)
         self.problem = problem
         super().__init__(f"{path}: {problem}")
+
+
+# What parsers raise on hostile or damaged content (as opposed to a missing file or a full disk,
+# which stay OSErrors): csv.Error for over-long fields, OverflowError for huge numbers,
+# RecursionError for deep nesting, MemoryError for sizes a forged header claims, and the
+# ValueError / TypeError / KeyError / IndexError of structures that are not what they should be.
+PARSE_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError, MemoryError,
+    EOFError, SyntaxError, csv.Error,
+)
+
+
+@contextmanager
+def input_file_errors(path: str | Path, what: str) -> Iterator[None]:
+    """Inside the block, any parse failure of the file ``path`` becomes one InputFileError.
+
+    The readers check what they can and say so precisely; this is the net below them, so that no
+    content, however crafted, reaches the user as a traceback. ``what`` names the kind of file
+    (``"expression file"``). The original exception stays chained for ``AVAT3R_DEBUG``.
+    """
+    try:
+        yield
+    except Avat3rError:
+        raise
+    except RecursionError as error:
+        raise InputFileError(path, f"unreadable {what} (nested too deeply)") from error
+    except MemoryError as error:
+        raise InputFileError(path, f"{what} is too large to load (out of memory)") from error
+    except PARSE_ERRORS as error:
+        detail = str(error).splitlines()[0][:160] if str(error) else ""
+        raise InputFileError(path, f"unreadable {what} ({type(error).__name__}{': ' + detail if detail else ''})") from error

@@ -9,15 +9,21 @@ Protocol (seeded, identical for every method):
   cameras only when too few remain) at one timestep t* != t0 (a novel expression, when T > 1).
 * Every image is composited over ``background`` (white): targets with their masks, predictions
   are rendered over it.
-* Methods: ``avat3r`` (the model at the target code), ``zero-expression`` (the same model and
-  inputs with an all-zero code: how much the expression path contributes) and ``nearest-view``
-  (the input view whose camera centre is closest to the target camera, composited over the
-  background with its own mask and otherwise unchanged: what no 3D reasoning gets you).
+* Methods: ``avat3r`` (the model at the target code), ``input-expression`` (the same model and
+  inputs at the code of the inputs' timestep t0 -- the first input's, which is every input's
+  with consistent inputs: an avatar that keeps the expression it was shown; beating it means
+  the target's expression was followed) and ``nearest-view`` (the input view whose camera centre
+  is closest to the target camera, composited over the background with its own mask and
+  otherwise unchanged: what no 3D reasoning gets you).
 * Metrics per target image, averaged over images: ``psnr`` (whole image), ``psnr_fg`` (pixels with
   target mask > 0.5), ``psnr_changed`` (pixels the expression changes: where the target differs
   by > ``CHANGED_THRESHOLD`` from the same camera at the timestep of the first input view, t0;
   averaged over images with at least ``MIN_CHANGED_PIXELS`` such pixels), ``ssim``, ``lpips``
-  (null unless the lpips package and its weights are installed).
+  (null unless the lpips package and its weights are installed), ``iou`` (silhouette: rendered
+  alpha > 0.5 against the target's mask > 0.5; for nearest-view its input's mask).
+* View groups: every target image is also filed by its camera's yaw relative to the face
+  (``eval/view_groups.py``: front |yaw| < 45°, side 45..135°, back > 135°) and PSNR and IoU are
+  reported per group and overall.
 
 Expression accuracy (AKD-style) needs MediaPipe on renders: ``render_expression_probe`` renders
 the avatar frontally at given codes so a caller can score them.
@@ -36,17 +42,20 @@ import numpy as np
 import torch
 from torch import nn
 
+from avat3r_cli.core.camera import Camera
 from avat3r_cli.core.runtime import resolve_device
 from avat3r_cli.data.prepared import PreparedSubject, TrainingSample, prepared_name
 from avat3r_cli.data.sampler import SampleSpec, farthest_viewpoints
-from avat3r_cli.eval.metrics import changed_pixel_mask, lpips_metric, mean_finite, psnr, ssim
+from avat3r_cli.eval.metrics import changed_pixel_mask, lpips_metric, mean_finite, psnr, silhouette_iou, ssim
+from avat3r_cli.eval.view_groups import GroupResult, camera_yaw_deg, group_results, view_group
 from avat3r_cli.io.weights import load_model
-from avat3r_cli.model.avat3r import Avat3r
-from avat3r_cli.model.inputs import ViewInputs
+from avat3r_cli.model.avat3r import Avat3r, maps_to_gaussians
+from avat3r_cli.model.inputs import GaussianMaps, ViewInputs
+from avat3r_cli.render.api import render
 from avat3r_cli.train.step import composite_targets, render_maps
 from avat3r_cli.train.trainer import find_subjects
 
-METHODS = ("avat3r", "zero-expression", "nearest-view")
+METHODS = ("avat3r", "input-expression", "nearest-view")
 MIN_CHANGED_PIXELS = 16
 
 
@@ -55,12 +64,13 @@ class MethodResult:
     """One method's averaged metrics (None = not measurable, JSON null).
 
     Attributes:
-        method: ``avat3r``, ``zero-expression`` or ``nearest-view``.
-        psnr, psnr_fg, psnr_changed, ssim, lpips: means over target images (see module docstring).
+        method: ``avat3r``, ``input-expression`` or ``nearest-view``.
+        psnr, psnr_fg, psnr_changed, ssim, lpips, iou: means over target images (module docstring).
         num_images: target images scored.
         num_changed_images: images that counted for ``psnr_changed``.
         subjects: the subjects evaluated.
-        per_image: one dict per target image (subject, views, metrics), for audits.
+        view_groups: PSNR and IoU per view group (``front``, ``side``, ``back``) and ``all``.
+        per_image: one dict per target image (subject, views, yaw, group, metrics), for audits.
     """
 
     method: str
@@ -71,7 +81,9 @@ class MethodResult:
     lpips: float | None
     num_images: int
     num_changed_images: int
+    iou: float | None = None
     subjects: list[str] = field(default_factory=list)
+    view_groups: dict[str, GroupResult] = field(default_factory=dict)
     per_image: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self, per_image: bool = False) -> dict[str, Any]:
@@ -127,8 +139,10 @@ def nearest_view_prediction(sample: TrainingSample, input_masks: torch.Tensor, b
     return composite_targets(sample.inputs.images[0][idx], input_masks[idx], background)
 
 
-def _score(pred: torch.Tensor, target: torch.Tensor, fg: torch.Tensor, changed: torch.Tensor, lpips_fn) -> list[dict]:
+def _score(pred: torch.Tensor, alpha: torch.Tensor, target: torch.Tensor, fg: torch.Tensor, changed: torch.Tensor,
+           lpips_fn) -> list[dict]:
     whole, fg_psnr, ch_psnr, s = psnr(pred, target), psnr(pred, target, fg), psnr(pred, target, changed), ssim(pred, target)
+    iou = silhouette_iou(alpha, fg)
     lp = lpips_fn(pred, target) if lpips_fn is not None else None
     counts = changed.flatten(1).sum(dim=1)
     rows = []
@@ -137,7 +151,7 @@ def _score(pred: torch.Tensor, target: torch.Tensor, fg: torch.Tensor, changed: 
         rows.append({
             "psnr": float(whole[i]), "psnr_fg": float(fg_psnr[i]),
             "psnr_changed": float(ch_psnr[i]) if enough else None, "ssim": float(s[i]),
-            "lpips": None if lp is None else float(lp[i]), "changed_pixels": int(counts[i]),
+            "lpips": None if lp is None else float(lp[i]), "iou": float(iou[i]), "changed_pixels": int(counts[i]),
         })
     return rows
 
@@ -145,7 +159,7 @@ def _score(pred: torch.Tensor, target: torch.Tensor, fg: torch.Tensor, changed: 
 def _resolve_model(weights: str | Path | nn.Module, device: torch.device) -> tuple[nn.Module, Path | None]:
     if isinstance(weights, nn.Module):
         return weights.to(device).eval(), None
-    # io.weights directly, not pipeline.models: pipeline may use eval, so eval must not use pipeline.
+    # io.weights directly: scoring prepared subjects needs nothing from the photo pipeline.
     model, info = load_model(str(weights), Avat3r.from_config_dict, device=device)
     return model.eval(), Path(info.folder)
 
@@ -184,7 +198,7 @@ def evaluate(
             RUN/model folder), else every prepared subject.
         num_samples: samples per subject (M targets each).
         seed: fixes every sample.
-        baselines: also score ``zero-expression`` and ``nearest-view``.
+        baselines: also score ``input-expression`` and ``nearest-view``.
         device: ``auto|cpu|cuda[:i]|mps``.
         num_inputs, num_targets: V and M.
         consistent_inputs: all inputs at one timestep (default) or at random timesteps.
@@ -196,7 +210,7 @@ def evaluate(
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
     model, folder = _resolve_model(weights, dev)
     config = model.config
-    res, geometry = config.image_size, config.geometry_backend
+    res, geometry = config.input_size, config.geometry_backend
     data_dir = Path(data_dir)
     names = list(subjects) if subjects else _default_subjects(data_dir, folder, res, geometry)
     bg = torch.tensor(background, dtype=torch.float32)
@@ -214,33 +228,60 @@ def evaluate(
             ref = subject.views([t0] * len(spec.target_cameras), list(spec.target_cameras))
             changed = changed_pixel_mask(target, composite_targets(ref["images"], ref["masks"], bg))
             preds = _predict(model, sample, subject, spec, bg, dev, methods)
-            for method, pred in preds.items():
-                scores = _score(pred, target, sample.target_masks, changed, lpips_fn)
-                for cam, row in zip(spec.target_cameras, scores):
+            yaws = camera_yaw_deg(sample.target_world_to_cam)
+            for method, (pred, alpha) in preds.items():
+                scores = _score(pred, alpha, target, sample.target_masks, changed, lpips_fn)
+                for cam, yaw, row in zip(spec.target_cameras, yaws, scores):
                     rows[method].append({
                         "subject": name, "input_timesteps": list(spec.input_timesteps),
                         "input_cameras": list(spec.input_cameras), "target_timestep": spec.target_timestep,
-                        "target_camera": int(cam), **row,
+                        "target_camera": int(cam), "yaw_deg": round(float(yaw), 2), "view_group": view_group(yaw),
+                        **row,
                     })
     return [_aggregate(m, rows[m], names) for m in methods]
 
 
+def render_with_alpha(
+    maps: GaussianMaps, K: torch.Tensor, world_to_cam: torch.Tensor, size: tuple[int, int], background: torch.Tensor,
+    confidence_threshold: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch element 0 of ``maps`` from M cameras: images ``[M, 3, H, W]`` (clamped) and alphas ``[M, 1, H, W]``, CPU.
+
+    Args:
+        maps: ``GaussianMaps`` with B >= 1.
+        K: ``[M, 3, 3]``; world_to_cam ``[M, 4, 4]``.
+        size: (H, W); background ``[3]``; confidence_threshold: tau for ``maps_to_gaussians``.
+    """
+    gaussians = maps_to_gaussians(maps, confidence_threshold)
+    h, w = size
+    if gaussians.count == 0:  # nothing above tau: the background, and no silhouette
+        m = K.shape[0]
+        return background.float()[None, :, None, None].expand(m, 3, h, w).clone(), torch.zeros(m, 1, h, w)
+    images, alphas = [], []
+    for k, w2c in zip(K, world_to_cam):
+        out = render(gaussians, Camera(k.float(), w2c.float(), h, w), background)
+        images.append(out.image.clamp(0, 1).cpu())
+        alphas.append(out.alpha.clamp(0, 1).cpu())
+    return torch.stack(images), torch.stack(alphas)
+
+
 def _predict(model: nn.Module, sample: TrainingSample, subject: PreparedSubject, spec: SampleSpec,
-             bg: torch.Tensor, dev: torch.device, methods: tuple[str, ...]) -> dict[str, torch.Tensor]:
-    """``method -> [M, 3, R, R]`` predictions on CPU."""
-    out: dict[str, torch.Tensor] = {}
+             bg: torch.Tensor, dev: torch.device, methods: tuple[str, ...]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """``method -> (images [M, 3, R, R], alphas [M, 1, R, R])`` on CPU."""
+    out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     enc = model.encode_views(sample.inputs.to(dev))
     size = tuple(sample.target_images.shape[-2:])
     K, w2c = sample.target_K.to(dev), sample.target_world_to_cam.to(dev)
     tau = model.config.confidence_threshold
-    codes = {"avat3r": sample.expression.to(dev), "zero-expression": torch.zeros_like(sample.expression).to(dev)}
+    # input-expression: the code of the inputs' timestep t0 (the first input's).
+    codes = {"avat3r": sample.expression.to(dev), "input-expression": sample.input_expressions[:1].to(dev)}
     for method in methods:
         if method in codes:
             maps = model.decode(enc, codes[method])
-            out[method] = render_maps(maps, K, w2c, size, bg, tau)[0].clamp(0, 1).cpu()
+            out[method] = render_with_alpha(maps, K, w2c, size, bg, tau)
     if "nearest-view" in methods:
         masks = subject.views(list(spec.input_timesteps), list(spec.input_cameras))["masks"]
-        out["nearest-view"] = nearest_view_prediction(sample, masks, bg)
+        out["nearest-view"] = (nearest_view_prediction(sample, masks, bg), masks[nearest_input_views(sample)])
     return out
 
 
@@ -251,7 +292,8 @@ def _aggregate(method: str, rows: list[dict], subjects: list[str]) -> MethodResu
     return MethodResult(
         method=method, psnr=mean("psnr"), psnr_fg=mean("psnr_fg"), psnr_changed=mean("psnr_changed"),
         ssim=mean("ssim"), lpips=mean("lpips"), num_images=len(rows),
-        num_changed_images=sum(r["psnr_changed"] is not None for r in rows), subjects=list(subjects), per_image=rows,
+        num_changed_images=sum(r["psnr_changed"] is not None for r in rows), iou=mean("iou"),
+        subjects=list(subjects), view_groups=group_results(rows), per_image=rows,
     )
 
 

@@ -1,4 +1,4 @@
-"""Image metrics for evaluation: PSNR (whole, masked), SSIM, the expression-changed pixel mask, LPIPS.
+"""Image metrics for evaluation: PSNR and SSIM (whole, masked), silhouette IoU, the changed-pixel mask, LPIPS.
 
 All images are ``[N, 3, H, W]`` (or ``[3, H, W]``) in 0..1; predictions are clamped to 0..1 before
 scoring, as an image saved to disk would be.
@@ -49,9 +49,33 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = N
     return -10.0 * torch.log10(mse.clamp(min=10 ** (-_MAX_PSNR / 10)))
 
 
-def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``[N]`` SSIM per image (``train.losses.ssim``: Gaussian window 11, sigma 1.5); pred clamped."""
-    return _ssim(_batch(pred).float().clamp(0, 1), _batch(target).float(), reduction="none")
+def ssim(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``[N]`` SSIM per image (``train.losses.ssim``: Gaussian window 11, sigma 1.5); pred clamped.
+
+    Args:
+        pred, target: ``[N, 3, H, W]`` (or ``[3, H, W]``) in 0..1.
+        mask: optional ``[N, 1, H, W]``: the SSIM map is averaged over pixels with mask > 0.5
+            only (the windows still see the whole image); NaN where it selects no pixel.
+    """
+    pred, target = _batch(pred).float().clamp(0, 1), _batch(target).float()
+    if mask is None:
+        return _ssim(pred, target, reduction="none")
+    values = _ssim(pred, target, reduction="map")
+    sel = (_batch(mask).float() > 0.5).expand_as(values).float()
+    count = sel.flatten(1).sum(dim=1)
+    mean = (values * sel).flatten(1).sum(dim=1) / count.clamp(min=1)
+    return torch.where(count > 0, mean, torch.full_like(mean, float("nan")))
+
+
+def silhouette_iou(alpha: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``[N]`` intersection over union of ``alpha > 0.5`` and ``mask > 0.5`` (both ``[N, 1, H, W]``).
+
+    NaN for an image where both are empty (nothing to compare).
+    """
+    a, b = _batch(alpha).float() > 0.5, _batch(mask).float() > 0.5
+    inter = (a & b).flatten(1).sum(dim=1).float()
+    union = (a | b).flatten(1).sum(dim=1).float()
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.full_like(union, float("nan")))
 
 
 def _alexnet_weights() -> Path | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import struct
 import zipfile
 from dataclasses import dataclass
@@ -19,18 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from avat3r_cli.core.errors import Avat3rError, InputFileError
+from avat3r_cli.io.bundled import ASSETS_ENV, asset_path, restore_hint
 
 FACE_LANDMARKER_FILE = "mediapipe/face_landmarker_v2.task"
 FACE_LANDMARKER_SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
 _GEOMETRY_MEMBER = "geometry_pipeline_metadata_landmarks.binarypb"
-
-
-def bundled_weights_dir() -> Path:
-    """The folder of files shipped with the tool: ``$AVAT3R_WEIGHTS_DIR`` or the repo's ``weights/``."""
-    override = os.environ.get("AVAT3R_WEIGHTS_DIR")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[3] / "weights"
 
 
 def sha256_of(path: Path) -> str:
@@ -42,19 +34,29 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-@functools.lru_cache(maxsize=None)
 def face_landmarker_path() -> Path:
-    """Path of the bundled ``face_landmarker_v2.task``, its sha256 verified once per process."""
-    path = bundled_weights_dir() / FACE_LANDMARKER_FILE
+    """Path of the bundled ``face_landmarker_v2.task``, its sha256 verified (once per file state)."""
+    path = asset_path(FACE_LANDMARKER_FILE)
     if not path.is_file():
         raise Avat3rError(
-            f"{path}: MediaPipe's face model is missing; it ships in the repository's weights/ folder "
-            "(or set AVAT3R_WEIGHTS_DIR to a folder that holds mediapipe/face_landmarker_v2.task)"
+            f"{path}: MediaPipe's face model is missing; it ships with the package "
+            f"({restore_hint(path)}; or set {ASSETS_ENV} to a folder that holds {FACE_LANDMARKER_FILE})"
         )
+    stat = path.stat()
+    _verify_face_landmarker(path, stat.st_size, stat.st_mtime_ns)
+    return path
+
+
+@functools.lru_cache(maxsize=8)
+def _verify_face_landmarker(path: Path, size: int, mtime_ns: int) -> None:
+    # Keyed by size and mtime too: a file replaced during the process is hashed again.
     digest = sha256_of(path)
     if digest != FACE_LANDMARKER_SHA256:
-        raise InputFileError(path, f"sha256 {digest[:12]}... does not match the expected {FACE_LANDMARKER_SHA256[:12]}...")
-    return path
+        raise InputFileError(
+            path,
+            f"sha256 {digest[:12]}... does not match the expected {FACE_LANDMARKER_SHA256[:12]}... "
+            f"(damaged or changed); {restore_hint(path)}",
+        )
 
 
 @dataclass(frozen=True)

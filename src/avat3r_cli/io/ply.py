@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from plyfile import PlyData, PlyElement, PlyElementParseError, PlyHeaderParseError, PlyListProperty
 
-from avat3r_cli.core.errors import InputFileError
+from avat3r_cli.core.errors import InputFileError, input_file_errors
 from avat3r_cli.core.gaussians import Gaussians
 from avat3r_cli.io.atomic import atomic_output
 
@@ -167,6 +167,43 @@ def _load(path: Path) -> PlyData:
         raise InputFileError(path, f"unreadable PLY file ({type(e).__name__}: {e})") from None
 
 
+def _data_offset(path: Path) -> int:
+    """Byte offset of the first data byte: just after the ``end_header`` line."""
+    with open(path, "rb") as stream:
+        for line in iter(stream.readline, b""):
+            if line.strip() == b"end_header":
+                break
+        return stream.tell()
+
+
+def _check_extent(path: Path, ply: PlyData) -> None:
+    """Refuse data beyond the elements the header declares (e.g. a vertex count set too low).
+
+    plyfile reads exactly the rows the header announces and ignores the rest, so such a file
+    would load as a silently shortened avatar.
+    """
+    declared = ", ".join(f"element {e.name} {e.count}" for e in ply.elements) or "no elements"
+    if ply.text:
+        with open(path, "rb") as stream:
+            stream.seek(_data_offset(path))
+            rows = sum(1 for line in stream if line.strip())
+        expected = sum(e.count for e in ply.elements)
+        if rows > expected:
+            raise InputFileError(
+                path, f"holds {rows} data lines, more than the {expected} rows its header declares ({declared}): is the count wrong?"
+            )
+        return
+    if any(isinstance(p, PlyListProperty) for e in ply.elements for p in e.properties):
+        return  # rows of varying size; plyfile's own parse already checked they are all there
+    order = "<" if ply.byte_order == "<" else ">" if ply.byte_order == ">" else "="
+    rows = [e.dtype(order).itemsize for e in ply.elements]
+    size = _data_offset(path) + sum(e.count * row for e, row in zip(ply.elements, rows))
+    extra = path.stat().st_size - size
+    # A stray byte or newline after the data is harmless; a whole row or more is data left out.
+    if rows and extra >= min(rows):
+        raise InputFileError(path, f"holds {extra} bytes after the rows its header declares ({declared}): is the count wrong?")
+
+
 def _join(names: list[str], limit: int = 8) -> str:
     more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
     return ", ".join(names[:limit]) + more
@@ -236,7 +273,10 @@ def read_ply(path: str | Path) -> Gaussians:
         InputFileError: for any unusable file, with a one-line reason after the path.
     """
     path = Path(path)
-    columns, degree = _columns(path, _load(path))
+    with input_file_errors(path, "PLY file"):
+        ply = _load(path)
+        _check_extent(path, ply)
+        columns, degree = _columns(path, ply)
     k = (degree + 1) ** 2
     n = next(iter(columns.values())).shape[0]
     logit = columns["opacity"].astype(np.float64)

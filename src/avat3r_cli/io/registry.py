@@ -3,8 +3,8 @@
 No Avat3r weights have been published (the authors' repository is an empty placeholder, see
 ``reference/avat3r.md``), so the registry starts empty. Entries are added only for files that
 exist, with the sha256 of the exact bytes: the project's own trained models go here, either as a
-hub repo pinned to a commit or as a folder bundled with the source tree (``path``, relative to the
-repository root). Nothing here imports torch.
+hub repo pinned to a commit or as a folder shipped in the package (``path``, relative to the
+bundled assets folder, ``io/bundled.py``). Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# The source tree's root (src/avat3r_cli/io/registry.py -> parents[3]); bundled folders live under it.
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
+from avat3r_cli.io.bundled import assets_dir
 
 
 @dataclass(frozen=True)
@@ -29,7 +28,7 @@ class WeightsEntry:
         description: one line for listings.
         repo: hub repo id ``org/name`` (exactly one of ``repo`` and ``path`` is set).
         revision: the hub commit the hashes belong to (pin it; a branch can move).
-        path: a bundled folder, relative to the project root (or absolute).
+        path: a bundled folder, relative to the assets folder (``io/bundled.py``), or absolute.
         files: ``(filename, sha256 hex)`` pairs; downloads and ``weights verify`` check them.
     """
 
@@ -66,7 +65,7 @@ class WeightsEntry:
         if self.path is None:
             return None
         path = Path(self.path).expanduser()
-        return path if path.is_absolute() else PROJECT_ROOT / path
+        return path if path.is_absolute() else assets_dir() / path
 
 
 # Add entries only with real files and their real sha256 (see the module docstring).
@@ -77,11 +76,11 @@ REGISTRY: tuple[WeightsEntry, ...] = (
         licence="Apache-2.0",
         geometry_backend="template",
         feature_backend="none",
-        description="the default: trained by this project on CPU on synthetic heads (card: weights/avat3r-small/README.md)",
-        path="weights/avat3r-small",
+        description="the default: trained by this project on CPU on synthetic heads (card: avat3r-small/README.md in the assets)",
+        path="avat3r-small",
         files=(
             ("config.json", "7080e81932ebad1d59bb7f66199bf596becd523cd107e5c569fcfe94da5adccf"),
-            ("model.safetensors", "212fd15d2e83ce1d6d1d2d9496c6a8fd9c9d5d386d734d816b9af361823d34ca"),
+            ("model.safetensors", "9f08ce47b13f0fdc887a3eb55bec5ecde2d41ee2bf8c579a0467107b96665db1"),
         ),
     ),
 )

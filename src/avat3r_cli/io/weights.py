@@ -18,7 +18,6 @@ can be saved. The L2+ code that wants "an Avat3r from a spec" composes the two.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from avat3r_cli.core.errors import Avat3rError, InputFileError
 from avat3r_cli.io.atomic import atomic_output
 from avat3r_cli.io.registry import WeightsEntry, find_entry, known_names
+from avat3r_cli.io.verify import bundled_entry, sha256_file, verify_files
 
 if TYPE_CHECKING:
     import torch
@@ -68,15 +68,6 @@ class ModelInfo:
     sha256: str
     licence: str | None
     verified: bool
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def parse_hub_spec(spec: str) -> tuple[str, str | None] | None:
@@ -129,20 +120,6 @@ def _hub_fetch(name: str, repo: str, revision: str | None, files: tuple[str, ...
     return folder
 
 
-def verify_files(folder: Path, hashes: dict[str, str], name: str) -> None:
-    """Raise Avat3rError when a file is missing or its sha256 differs from ``hashes``."""
-    for filename, expected in hashes.items():
-        path = folder / filename
-        if not path.is_file():
-            raise Avat3rError(f"weights '{name}': {filename} is missing from {folder}")
-        got = sha256_file(path)
-        if got != expected:
-            raise Avat3rError(
-                f"weights '{name}': {filename} has sha256 {got[:16]}..., expected {expected[:16]}... "
-                f"(corrupt or changed); delete {path} and run: avat3r weights download {name}"
-            )
-
-
 def resolve(spec: str, download: bool = True) -> tuple[Path, str, WeightsEntry | None]:
     """Find the folder of ``spec`` (see the module docstring), fetching hub files when allowed.
 
@@ -153,7 +130,8 @@ def resolve(spec: str, download: bool = True) -> tuple[Path, str, WeightsEntry |
     """
     folder = _local_folder(spec)
     if folder is not None:
-        return folder, f"folder:{folder}", None
+        # The shipped folder given by its path is still the registered model: its hashes apply.
+        return folder, f"folder:{folder}", bundled_entry(folder)
     entry = find_entry(spec)
     if entry is not None:
         if entry.folder is not None:
@@ -316,7 +294,11 @@ def check_folder(folder: str | Path, build: Builder) -> tuple[dict[str, Any], in
 
 
 def load_model(
-    spec: str, build: Builder, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+    spec: str,
+    build: Builder,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    resolved: tuple[Path, str, WeightsEntry | None] | None = None,
 ) -> tuple[nn.Module, ModelInfo]:
     """Load weights named by ``spec`` (folder, registered name or ``org/name[@revision]``).
 
@@ -325,13 +307,15 @@ def load_model(
         build: config dict -> module (e.g. ``Avat3r.from_config_dict``); run on the meta device.
         device: where the parameters go.
         dtype: floating parameter dtype (default float32; use autocast for bf16 compute).
+        resolved: what ``resolve_verified(spec)`` returned, when the caller already read the
+            config from that folder (the model is then built from the same files).
 
     Returns:
         (the module in eval mode with the weights, ``ModelInfo``).
     """
     import torch
 
-    folder, source, entry = resolve_verified(spec)
+    folder, source, entry = resolved if resolved is not None else resolve_verified(spec)
     module, config = _build_on_meta(build, folder)
     weights_path = folder / WEIGHTS_FILE
     state = read_state_dict(weights_path, device=device)
@@ -370,7 +354,10 @@ def save_model(model: nn.Module, folder: str | Path) -> Path:
     Returns:
         the folder.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
+
+    from avat3r_cli.io.tensors import save_error
 
     folder = Path(folder)
     if folder.exists():
@@ -386,5 +373,8 @@ def save_model(model: nn.Module, folder: str | Path) -> Path:
         tmp.mkdir()
         config_text = json.dumps(model.config.to_dict(), indent=2, sort_keys=True) + "\n"
         (tmp / CONFIG_FILE).write_text(config_text, encoding="utf-8")
-        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        try:
+            save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        except SafetensorError as exc:  # disk full and other I/O errors name the file, not a traceback
+            raise save_error(exc, tmp / WEIGHTS_FILE, folder / WEIGHTS_FILE) from None
     return folder

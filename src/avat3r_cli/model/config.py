@@ -18,14 +18,22 @@ from typing import Any
 
 from avat3r_cli.core.expressions import EXPRESSION_DIM
 
+MAX_ANCHOR_CHILDREN = 16
+
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Hyper-parameters of ``Avat3r``; see ``PRESETS`` for the named sizes.
 
     Attributes:
-        image_size: side of the square input crops the model was built for (H = W). Other sizes
-            that are multiples of ``patch_size`` also run (the positional embedding is resampled).
+        image_size: side of the square grid the network reads (H = W). Other sizes that are
+            multiples of ``patch_size`` also run (the positional embedding is resampled).
+        gaussian_upsample: f, Gaussians per network pixel along each side. The crops (and the
+            position maps, confidences and training targets) are f x ``image_size``
+            (``input_size``); the network reads them area-downsampled, and its per-pixel outputs
+            are upsampled bilinearly before the activations, so each crop pixel gets its own
+            Gaussian with its own colour and position skip and a scale in its own footprint
+            (``docs/model.md``). 1 = the paper's one Gaussian per network pixel.
         patch_size: patchify kernel = stride (a power of two).
         width: transformer width D.
         depth: number of transformer blocks L.
@@ -60,11 +68,17 @@ class ModelConfig:
             footprint); see ``heads.py`` for why the footprint.
         opacity_offset: opacity = sigmoid(raw + opacity_offset) (GRM: -2).
         confidence_threshold: pixels with position-map confidence below this give no Gaussian.
+        anchor_gaussians: Q, learned queries anchored on the template head that add Gaussians
+            where no pixel looks (``anchor_gaussians.py``); 0 = none (the paper's pixel-aligned
+            model, and every config file written before the option existed).
+        anchor_children: G, Gaussians each anchor predicts (the model adds Q*G Gaussians).
+        anchor_layers: cross-attention + MLP layers the anchor queries run.
         geometry_backend: which position-map backend the weights expect (e.g. ``dust3r``).
         feature_backend: which image-feature backend the weights expect (``none`` when C_f = 0).
     """
 
     image_size: int = 64
+    gaussian_upsample: int = 1
     patch_size: int = 8
     width: int = 192
     depth: int = 4
@@ -92,6 +106,9 @@ class ModelConfig:
     scale_max: float = 3.0
     opacity_offset: float = -2.0
     confidence_threshold: float = 0.5
+    anchor_gaussians: int = 0
+    anchor_children: int = 2
+    anchor_layers: int = 2
     # The offline CPU default; the paper preset expects DUSt3R position maps.
     geometry_backend: str = "template"
     feature_backend: str = "none"
@@ -103,6 +120,8 @@ class ModelConfig:
             problems.append(f"patch_size {p} is not a power of two")
         if self.image_size <= 0 or self.image_size % max(p, 1):
             problems.append(f"image_size {self.image_size} is not a positive multiple of patch_size {p}")
+        if self.gaussian_upsample not in (1, 2, 4):
+            problems.append(f"gaussian_upsample {self.gaussian_upsample} is not 1, 2 or 4")
         if self.num_heads <= 0 or self.width % self.num_heads:
             problems.append(f"width {self.width} does not divide into {self.num_heads} heads")
         if self.depth < 1:
@@ -121,12 +140,23 @@ class ModelConfig:
                      "expression_field_rank", "expression_field_hidden"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be positive")
+        if self.anchor_gaussians < 0:
+            problems.append("anchor_gaussians must be 0 (none) or positive")
+        if not 1 <= self.anchor_children <= MAX_ANCHOR_CHILDREN:
+            problems.append(f"anchor_children must be in 1..{MAX_ANCHOR_CHILDREN}")
+        if self.anchor_layers < 1:
+            problems.append("anchor_layers must be at least 1")
         if self.expression_activation not in ("gelu", "relu"):
             problems.append(f"expression_activation {self.expression_activation!r} is not gelu or relu")
         if self.expression_mixing and not self.expression_modulation:
             problems.append("expression_mixing needs expression_modulation")
         if problems:
             raise ValueError("invalid model config: " + "; ".join(problems))
+
+    @property
+    def input_size(self) -> int:
+        """Side of the crops (and position maps and training targets) the model reads."""
+        return self.image_size * self.gaussian_upsample
 
     @property
     def grid_size(self) -> int:
@@ -197,11 +227,15 @@ PRESETS: dict[str, Preset] = {
             "small",
             # 128^2 with patch 16 keeps 64 tokens per view. Rendering the 128^2 targets dominates a
             # CPU training step, so the network stays tiny-sized (D 192, 4 blocks, 3.5 M
-            # parameters): more steps per hour beat width here, and the weights ship in a few MB.
+            # parameters before the anchors' 1.1 M): more steps per hour beat width here, and the
+            # weights ship in a few MB.
+            # 1024 anchors x 4 children (about 11 mm apart on the head) close the back of the head;
+            # the bundled avat3r-small weights predate them (their config.json has none).
             ModelConfig(
                 image_size=128, patch_size=16, width=192, depth=4, num_heads=3,
                 upsample_stages=2, upsample_min_channels=64, upsample_layers=1, head_channels=32,
                 expression_modulation=True, expression_field=True,
+                anchor_gaussians=1024, anchor_children=4,
             ),
             "CPU model: 128^2, patch 16, 64 tokens per view",
         ),
@@ -211,13 +245,15 @@ PRESETS: dict[str, Preset] = {
                 image_size=256, patch_size=16, width=768, depth=8, num_heads=12,
                 upsample_stages=3, upsample_min_channels=64, upsample_layers=2, head_channels=32,
                 expression_modulation=True, expression_field=True,
+                anchor_gaussians=2048, anchor_children=4,
             ),
             "single-GPU model: 256^2, patch 16, 256 tokens per view",
         ),
         Preset(
             "paper",
             # Paper: 512^2 crops, 8 blocks, Sapiens-2B features (1920 channels), DUSt3R geometry.
-            # Patch 16, D 1024, 16 heads and GRM's 64-channel floor are [I].
+            # Patch 16, D 1024, 16 heads and GRM's 64-channel floor are [I]. Pixel-aligned only,
+            # as in the paper (``train --anchor-gaussians Q`` adds anchors).
             ModelConfig(
                 image_size=512, patch_size=16, width=1024, depth=8, num_heads=16,
                 feature_dim=1920, feature_backend="sapiens-2b", geometry_backend="dust3r",

@@ -3,7 +3,7 @@
 The cross-attention and the FiLM modulation change every pixel through per-channel factors; a
 model trained with them on the CPU learnt to open the jaw (a large change) but not to smile or
 blink: those move a few pixels at the mouth corners and eyelids, and the features did not single
-those pixels out (``weights/avat3r-small/README.md``). This module gives the code a path that is
+those pixels out (the bundled model card, ``src/avat3r_cli/assets/avat3r-small/README.md``). This module gives the code a path that is
 local by construction, the way a blendshape rig is: every Gaussian gets a change that is linear in
 the code, with a basis that is a function of where the Gaussian sits on the head,
 

@@ -51,21 +51,31 @@ class GaussianHeads(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.normal_(self.proj.weight, std=HEAD_INIT_STD)
+        # trunc_normal_, not normal_: on the meta device (how weights are loaded) normal_ takes a
+        # reference path that imports torch._dynamo, 1.7 s of start-up. At std 0.02 the bounds
+        # (+-2) truncate nothing.
+        nn.init.trunc_normal_(self.proj.weight, std=HEAD_INIT_STD)
         with torch.no_grad():
             self.proj.bias.zero_()
             self.proj.bias[self.slices["rotation"]] = torch.tensor([1.0, 0.0, 0.0, 0.0])
 
-    def forward(
-        self, features: torch.Tensor, log_footprint: torch.Tensor, raw_delta: torch.Tensor | None = None
-    ) -> dict[str, torch.Tensor]:
-        """Attributes per pixel, computed in fp32 whatever autocast says.
+    def raw_outputs(self, features: torch.Tensor, raw_delta: torch.Tensor | None = None) -> torch.Tensor:
+        """The linear outputs before activation, ``[N, H, W, raw_dim]`` fp32.
 
         Args:
             features: ``[N, H, W, C]``.
+            raw_delta: optional ``[N, H, W, raw_dim]`` added to them (the expression field's
+                blendshapes).
+        """
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            flat = nn.functional.linear(features.float(), self.proj.weight.float(), self.proj.bias.float())
+            return flat if raw_delta is None else flat + raw_delta.float()
+
+    def activate(self, flat: torch.Tensor, log_footprint: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Attributes from raw outputs ``flat [N, H, W, raw_dim]`` (fp32, whatever autocast says).
+
+        Args:
             log_footprint: ``[N, H, W, 1]`` log world size of each pixel.
-            raw_delta: optional ``[N, H, W, raw_dim]`` added to the linear outputs before the
-                activations (the expression field's blendshapes).
 
         Returns:
             ``offset [N, H, W, 3]`` (metres), ``color [N, H, W, 3]`` (residual), ``scales
@@ -73,12 +83,7 @@ class GaussianHeads(nn.Module):
             ``sh_rest [N, H, W, K-1, 3]``.
         """
         cfg = self.config
-        device_type = features.device.type
-        with torch.autocast(device_type=device_type, enabled=False):
-            x = features.float()
-            flat = nn.functional.linear(x, self.proj.weight.float(), self.proj.bias.float())
-            if raw_delta is not None:
-                flat = flat + raw_delta.float()
+        with torch.autocast(device_type=flat.device.type, enabled=False):
             raw = {name: flat[..., sl] for name, sl in self.slices.items()}
             log_scale = (raw["scale"] + cfg.scale_offset).clamp(cfg.scale_min, cfg.scale_max)
             out = {
@@ -91,3 +96,9 @@ class GaussianHeads(nn.Module):
             if "sh_rest" in raw:
                 out["sh_rest"] = raw["sh_rest"].unflatten(-1, (-1, 3))
         return out
+
+    def forward(
+        self, features: torch.Tensor, log_footprint: torch.Tensor, raw_delta: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """``activate(raw_outputs(features, raw_delta), log_footprint)``; shapes as there."""
+        return self.activate(self.raw_outputs(features, raw_delta), log_footprint)

@@ -1,24 +1,26 @@
 """Typed tensors that go into and come out of the model.
 
 Letters: B batch, V views, H/W pixels, C_f feature channels, h/w feature-map size, T tokens per
-view, D width, K SH coefficients per channel.
+view, D width, K SH coefficients per channel, A anchor Gaussians per avatar.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields, is_dataclass, replace
 
 import torch
 
 
 def _to(obj, device: torch.device | str | None, dtype: torch.dtype | None):
-    """Copy every tensor field of a dataclass; ``dtype`` applies to floating tensors only."""
+    """Copy every tensor field of a dataclass (and of nested ones); ``dtype`` applies to floating tensors only."""
     changes = {}
     for f in fields(obj):
         value = getattr(obj, f.name)
         if isinstance(value, torch.Tensor):
             cast = dtype if (dtype is not None and value.is_floating_point()) else None
             changes[f.name] = value.to(device=device, dtype=cast)
+        elif is_dataclass(value):
+            changes[f.name] = _to(value, device, dtype)
     return replace(obj, **changes)
 
 
@@ -99,12 +101,14 @@ class EncodedViews:
         tokens: ``[B, V*T, D]`` tokens after the first block's self-attention (the last point
             before the expression enters).
         grid: (V, h, w) the token grid, T = h*w.
-        skip_features: ``[B*V, H, W, head_channels]`` full-resolution features of the raw inputs
-            (channels last, as the upsampler and heads use them).
-        positions: ``[B, V, 3, H, W]`` position maps (for the position skip).
+        skip_features: ``[B*V, h', w', head_channels]`` features of the raw inputs at the
+            network's resolution (channels last, as the upsampler and heads use them).
+        positions: ``[B, V, 3, H, W]`` position maps at the crops' resolution (the position skip).
         colors: ``[B, V, 3, H, W]`` input RGB (for the colour skip).
         confidence: ``[B, V, 1, H, W]``.
         log_footprint: ``[B, V, 1, H, W]`` log of each pixel's world-space size (scale reference).
+        network_positions: ``[B, V, 3, h', w']`` the position maps the network read, where the
+            crops are ``gaussian_upsample`` times larger than its grid; None when they are not.
     """
 
     tokens: torch.Tensor
@@ -114,8 +118,36 @@ class EncodedViews:
     colors: torch.Tensor
     confidence: torch.Tensor
     log_footprint: torch.Tensor
+    network_positions: torch.Tensor | None = None
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> EncodedViews:
+        return _to(self, device, dtype)
+
+
+@dataclass
+class AnchorGaussians:
+    """Gaussians that belong to an anchor query, not to a pixel (activated, fp32).
+
+    Attributes:
+        means: ``[B, A, 3]`` world positions.
+        quats: ``[B, A, 4]`` unit quaternions, wxyz.
+        scales: ``[B, A, 3]`` metres (> 0).
+        opacities: ``[B, A]`` in (0, 1).
+        sh: ``[B, A, K, 3]`` SH coefficients (degree 0 first).
+    """
+
+    means: torch.Tensor
+    quats: torch.Tensor
+    scales: torch.Tensor
+    opacities: torch.Tensor
+    sh: torch.Tensor
+
+    @property
+    def count(self) -> int:
+        """A, Gaussians per avatar."""
+        return int(self.means.shape[1])
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> AnchorGaussians:
         return _to(self, device, dtype)
 
 
@@ -130,6 +162,8 @@ class GaussianMaps:
         opacities: ``[B, V, H, W]`` in (0, 1).
         sh: ``[B, V, H, W, K, 3]`` SH coefficients (degree 0 first; colour = 0.5 + C0 * sh_dc).
         confidence: ``[B, V, H, W]`` the input confidence (for filtering).
+        anchors: the anchor Gaussians ``[B, A, ...]`` of a model with anchors, else None. They
+            belong to no pixel: no confidence filters them and per-pixel residuals skip them.
     """
 
     means: torch.Tensor
@@ -138,6 +172,7 @@ class GaussianMaps:
     opacities: torch.Tensor
     sh: torch.Tensor
     confidence: torch.Tensor
+    anchors: AnchorGaussians | None = None
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> GaussianMaps:
         return _to(self, device, dtype)

@@ -4,8 +4,8 @@ The paper's only expression path is cross-attention from every image token to a 
 tokens. Trained on two CPU cores for an hour, that path stayed unused: the expression-dependent
 pixels (mouth, eyelids) are a few percent of each image, their gradient reaches the code through
 the whole transformer and upsampler, and the model settled on an average face for every code
-(its rendered change was under 0.1 % of the real one; see ``weights/avat3r-small/README.md``). This
-module gives the code a short path as well: the code scales and shifts each channel of the
+(its rendered change was under 0.1 % of the real one; see the bundled model card,
+``src/avat3r_cli/assets/avat3r-small/README.md``). This module gives the code a short path as well: the code scales and shifts each channel of the
 per-pixel features the Gaussian heads read, ``f * (1 + gamma(e)) + beta(e)``. The features already
 say where a pixel sits on the face, so a per-channel change acts locally (lips, lids). The last
 layer starts at zero, so the module starts as the identity and can be added to trained weights.

@@ -126,7 +126,10 @@ class CrossViewTransformer(nn.Module):
         Returns:
             ``[B, V*T, D]``.
         """
-        expr = self.expression(expression.to(prefixed.dtype))
+        return self.finish(prefixed, self.expression(expression.to(prefixed.dtype)))
+
+    def finish(self, prefixed: torch.Tensor, expr: torch.Tensor) -> torch.Tensor:
+        """``forward`` with the expression tokens ``[B, S, D]`` already made -> ``[B, V*T, D]``."""
         use_ckpt = self.gradient_checkpointing and torch.is_grad_enabled()
         x = self.blocks[0].condition(prefixed, expr)
         for block in self.blocks[1:]:

@@ -22,6 +22,7 @@ import torch
 
 from avat3r_cli.core.camera import Camera
 from avat3r_cli.core.errors import Avat3rError
+from avat3r_cli.core.frames import HEAD_FRONT, HEAD_UP
 from avat3r_cli.core.gaussians import Gaussians
 from avat3r_cli.core.runtime import resolve_device
 from avat3r_cli.io.atomic import atomic_output
@@ -30,6 +31,7 @@ from avat3r_cli.io.video import VideoInfo, to_uint8_frame, write_video
 from avat3r_cli.pipeline.avatar import Avatar
 from avat3r_cli.pipeline.expression_files import read_expressions, read_poses
 from avat3r_cli.pipeline.expression_tour import label_frame
+from avat3r_cli.pipeline.frame_pool import map_frames
 from avat3r_cli.pipeline.turntable import turntable_cameras, validate_turntable_args
 from avat3r_cli.render.api import render
 
@@ -75,16 +77,28 @@ class AnimateResult:
 def view_cameras(
     gaussians: Gaussians, frames: int, size: int, camera: str = "front", fov_deg: float = FOV_DEG
 ) -> list[Camera]:
-    """T cameras framing ``gaussians`` (the neutral avatar): one fixed frontal view, or one orbit.
+    """T cameras framing ``gaussians`` (the neutral avatar, head frame): one fixed frontal view, or one orbit.
 
     Framed once from the neutral Gaussians, so the camera does not breathe with the expression.
     """
+    head = {"up": HEAD_UP, "front": HEAD_FRONT}
     if camera == "front":
-        cam = turntable_cameras(gaussians, 1, size, fov_deg, FRONT_ELEVATION_DEG)[0][0]
+        cam = turntable_cameras(gaussians, 1, size, fov_deg, FRONT_ELEVATION_DEG, **head)[0][0]
         return [cam] * frames
     if camera == "orbit":
-        return turntable_cameras(gaussians, frames, size, fov_deg, ORBIT_ELEVATION_DEG)[0]
+        return turntable_cameras(gaussians, frames, size, fov_deg, ORBIT_ELEVATION_DEG, **head)[0]
     raise Avat3rError(f"--camera {camera!r} is not one of {', '.join(CAMERAS)}")
+
+
+def _camera_key(cam: Camera) -> tuple[bytes, bytes, int, int]:
+    return cam.K.cpu().numpy().tobytes(), cam.world_to_cam.cpu().numpy().tobytes(), cam.height, cam.width
+
+
+@dataclass(frozen=True)
+class _FrameJob:
+    index: int
+    code: np.ndarray
+    camera: Camera
 
 
 def render_frames(
@@ -99,28 +113,41 @@ def render_frames(
 ) -> Iterator[np.ndarray]:
     """Frames uint8 ``[H, W, 3]`` of ``avatar`` at each code ``[T, 52]``, seen by ``cameras[t]``.
 
+    Frames are decoded and rendered by ``frame_pool.map_frames`` (worker threads on a CPU); a
+    (code, camera) pair seen in the last few frames is not decoded or rendered again: the
+    expression tour eases out through the codes it eased in by and holds its peaks, so 67 of
+    its 108 frames repeat an earlier one exactly.
+
     Args:
         poses: optional ``[T, 4, 4]`` head motion (the camera moves by its inverse).
         labels: optional text drawn on each frame.
-        ply_dir: when given, each frame's Gaussians are written there as ``frame_00000.ply``...
+        ply_dir: when given, each frame's Gaussians are written there as ``frame_00000.ply``...,
+            in the frame of the avatar's .ply (``Avatar.ply_gaussians``).
         progress: ``progress(done, T)``, first with 0.
     """
     total = len(codes)
     bg = background.to(avatar.device)
-    if progress is not None:
-        progress(0, total)
+    avatar.encode()  # the shared per-avatar cache is filled here, never by two workers at once
+    jobs = []
     for t in range(total):
         cam = cameras[t]
         if poses is not None:
             pose = torch.as_tensor(poses[t], dtype=torch.float32, device=cam.world_to_cam.device)
             cam = Camera(cam.K, cam.world_to_cam @ pose, cam.height, cam.width)
-        gaussians = avatar.gaussians_at(codes[t])
+        jobs.append(_FrameJob(t, np.asarray(codes[t], dtype=np.float32), cam))
+
+    def frame(job: _FrameJob) -> np.ndarray:
+        gaussians = avatar.gaussians_at(job.code)
         if ply_dir is not None:
-            write_ply(ply_dir / PLY_NAME.format(t), gaussians)
-        with torch.no_grad():
-            image = render(gaussians, cam, bg).image
-        frame = to_uint8_frame(image.clamp(0.0, 1.0))
-        yield label_frame(frame, labels[t]) if labels is not None else frame
+            write_ply(ply_dir / PLY_NAME.format(job.index), avatar.ply_gaussians(gaussians))
+        return to_uint8_frame(render(gaussians, job.camera, bg).image.clamp(0.0, 1.0))
+
+    # Every frame's .ply must be written, so frames are only shared without --ply-dir.
+    key = None if ply_dir is not None else (lambda job: (job.code.tobytes(), _camera_key(job.camera)))
+    if progress is not None:
+        progress(0, total)
+    for t, image in enumerate(map_frames(frame, jobs, avatar.device, key=key)):
+        yield label_frame(image, labels[t]) if labels is not None else image
         if progress is not None:
             progress(t + 1, total)
 
@@ -149,7 +176,7 @@ def run_animate(
     ply_dir: str | Path | None = None,
     fps: int = 30,
     camera: str = "front",
-    size: int = 512,
+    size: int = 256,
     pose: str | Path | None = None,
     weights: str | None = None,
     device: str = "auto",

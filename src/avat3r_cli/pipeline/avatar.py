@@ -3,7 +3,9 @@
 ``Avatar.load`` takes ``avatar.ply`` or ``avatar.avat3r.safetensors`` (or their folder), finds the
 other, loads the model the bundle names (or ``--weights``) and refuses a different model by
 sha256. ``gaussians_at(code)`` then decodes any expression and applies the bundle's refinement
-residuals, giving the same Gaussians (same count, same order) as ``avatar.ply`` at code 0.
+residuals, in the head frame; at the model's neutral code (``neutral()``) they are the Gaussians
+of ``avatar.ply`` (same count, same order), which holds them moved by the bundle's
+``ply_from_head`` (``core/frames.py``).
 
 Letters: V views, H/W crop pixels, N Gaussians, E = 52.
 """
@@ -19,8 +21,10 @@ import torch
 from avat3r_cli.core.camera import Camera
 from avat3r_cli.core.errors import Avat3rError, InputFileError
 from avat3r_cli.core.expressions import EXPRESSION_DIM
+from avat3r_cli.core.frames import transform_gaussians
 from avat3r_cli.core.gaussians import Gaussians
-from avat3r_cli.io.registry import PROJECT_ROOT, find_entry
+from avat3r_cli.io.bundled import ASSETS_ENV
+from avat3r_cli.io.registry import find_entry
 from avat3r_cli.io.weights import CONFIG_FILE, WEIGHTS_FILE, ModelInfo
 from avat3r_cli.model.avat3r import Avat3r, maps_to_gaussians
 from avat3r_cli.model.inputs import EncodedViews, GaussianMaps
@@ -34,28 +38,34 @@ from avat3r_cli.pipeline.bundle import (
     ply_path_for,
 )
 
-# The weights `create` uses without --weights: a registry entry of this name, else the folder
-# weights/avat3r-small/ (config.json + model.safetensors) in the source tree.
+# The weights `create` uses without --weights: the registry entry of this name, a folder shipped
+# in the package's assets (io/bundled.py) and verified by its registered sha256.
 DEFAULT_WEIGHTS = "avat3r-small"
-DEFAULT_WEIGHTS_FOLDER = PROJECT_ROOT / "weights" / DEFAULT_WEIGHTS
 AVATAR_PLY = "avatar.ply"
 
 
+def default_weights_folder() -> Path | None:
+    """The bundled folder of the default weights (whether or not it exists), None if not registered."""
+    entry = find_entry(DEFAULT_WEIGHTS)
+    return entry.folder if entry is not None else None
+
+
 def resolve_weights_spec(weights: str | None) -> str:
-    """The spec to load: ``weights`` when given, else the default (registry name or bundled folder).
+    """The spec to load: ``weights`` when given, else the default (its registry name).
 
     Raises:
-        Avat3rError: the default weights are neither registered nor present, saying how to pass them.
+        Avat3rError: the default weights are not registered or their folder is absent, saying how
+            to pass other weights.
     """
     if weights:
         return weights
-    if find_entry(DEFAULT_WEIGHTS) is not None:
+    folder = default_weights_folder()
+    if folder is not None and (folder / CONFIG_FILE).is_file() and (folder / WEIGHTS_FILE).is_file():
         return DEFAULT_WEIGHTS
-    folder = DEFAULT_WEIGHTS_FOLDER
-    if (folder / CONFIG_FILE).is_file() and (folder / WEIGHTS_FILE).is_file():
-        return str(folder)
+    where = f"no {folder}/" if folder is not None else "not registered"
     raise Avat3rError(
-        f"the default weights '{DEFAULT_WEIGHTS}' are missing (not registered and no {folder}/); "
+        f"the default weights '{DEFAULT_WEIGHTS}' are missing ({where}; they ship with the package, or "
+        f"{ASSETS_ENV} names a folder holding {DEFAULT_WEIGHTS}/); "
         f"pass --weights FOLDER (holding {CONFIG_FILE} + {WEIGHTS_FILE}) or --weights org/name for a hub repo"
     )
 
@@ -94,8 +104,14 @@ def find_avatar_files(path: str | Path) -> tuple[Path | None, Path]:
 
 
 def _recorded_spec(bundle: AvatarBundle) -> str:
-    """Where the bundle's model was loaded from, if that folder still exists, else its name."""
+    """The registered name the bundle records, else the folder it was loaded from (if still there), else the name.
+
+    A registered name is found in this installation wherever it lives now (a bundle made from a
+    source checkout animates with an installed wheel) and is sha256-verified.
+    """
     meta = bundle.metadata
+    if find_entry(meta.model_name) is not None:
+        return meta.model_name
     if meta.model_source.startswith("folder:"):
         folder = Path(meta.model_source[len("folder:") :])
         if folder.is_dir():
@@ -212,13 +228,25 @@ class Avatar:
         return apply_residuals(self.raw_maps_at(expression), self._device_residuals())
 
     def gaussians_at(self, expression: np.ndarray | torch.Tensor) -> Gaussians:
-        """The avatar's Gaussians ``[N, ...]`` at ``expression [52]`` (N fixed by the confidences)."""
+        """The avatar's Gaussians ``[N, ...]`` at ``expression [52]``.
+
+        N is fixed by the confidences (pixels kept) plus the model's anchor Gaussians, in that order.
+        """
         with torch.no_grad():
             return maps_to_gaussians(self.maps_at(expression), self.confidence_threshold)
 
+    @property
+    def neutral_code(self) -> np.ndarray:
+        """The model's neutral expression ``[52]`` (recorded with its weights, see ``Avat3r``)."""
+        return self.model.neutral_expression.detach().cpu().numpy().astype(np.float32)
+
     def neutral(self) -> Gaussians:
-        """The Gaussians at the all-zero code (what ``avatar.ply`` holds)."""
-        return self.gaussians_at(np.zeros(EXPRESSION_DIM, np.float32))
+        """The Gaussians at the neutral code, head frame (``avatar.ply`` holds them as ``ply_gaussians`` gives)."""
+        return self.gaussians_at(self.neutral_code)
+
+    def ply_gaussians(self, gaussians: Gaussians) -> Gaussians:
+        """``gaussians`` (head frame) moved into the frame this avatar's .ply files use."""
+        return transform_gaussians(gaussians, torch.tensor(self.bundle.metadata.ply_from_head, dtype=torch.float32))
 
     def input_cameras(self) -> list[Camera]:
         """The V input cameras (crop intrinsics, head frame to camera), on ``device``."""

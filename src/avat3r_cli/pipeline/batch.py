@@ -1,12 +1,16 @@
 """Many identities in one call: one avatar folder per subject folder, for shell pipelines.
 
-A failed subject does not stop the others; ``--skip-existing`` resumes (a subject counts as done
+A failed subject does not stop the others, whatever the failure (only Ctrl-C and exit stop a
+batch): its error becomes that subject's result. Each subject's output folder is named after the
+last component of its normalised absolute path, so ``photos/alice/..`` is ``photos`` and every
+output stays inside the output root. ``--skip-existing`` resumes (a subject counts as done
 when its ``report.json`` exists, which ``create`` writes last); ``--shard I/N`` takes every N-th
 subject from I so N machines or GPUs can split one list.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -45,8 +49,37 @@ def read_subject_list(source: str) -> list[Path]:
         path = Path(source)
         if not path.is_file():
             raise InputFileError(path, "subject list does not exist")
-        lines = path.read_text().splitlines()
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise InputFileError(path, "subject list is not a UTF-8 text file (one folder per line)") from None
     return [Path(line.strip()) for line in lines if line.strip() and not line.strip().startswith("#")]
+
+
+def subject_name(folder: Path) -> str:
+    """The output folder name of a subject: the last component of its normalised absolute path.
+
+    Normalised lexically (``os.path.abspath``), not by resolving links, so a linked folder keeps
+    the name it was given; ``a/b/..`` is ``a`` and ``.`` is the current folder's name.
+
+    Raises:
+        InputFileError: the path has no last component (the filesystem root).
+    """
+    name = Path(os.path.abspath(folder)).name
+    if not name:
+        raise InputFileError(folder, "cannot name a subject after this path; give its folder by name")
+    return name
+
+
+def _error_text(folder: Path, error: Exception) -> str:
+    """One line describing why a subject failed."""
+    if isinstance(error, Avat3rError):
+        text = str(error)
+    elif isinstance(error, OSError):
+        text = f"{error.filename or folder}: {error.strerror or error}"
+    else:  # a bug or an unforeseen fault: say what it was, the batch goes on
+        text = f"{folder}: unexpected {type(error).__name__}: {error}"
+    return " ".join(text.split("\n"))
 
 
 def photos_in(folder: Path) -> list[Path]:
@@ -65,34 +98,49 @@ def run_batch(
     shard: Shard = Shard(),
     skip_existing: bool = False,
     on_result: Callable[[dict[str, Any]], None] | None = None,
+    on_error: Callable[[BaseException], None] | None = None,
     **create_options: Any,
 ) -> list[dict[str, Any]]:
-    """``create`` for each subject folder of this shard into ``output_root/<folder name>/``.
+    """``create`` for each subject folder of this shard into ``output_root/<subject_name>/``.
+
+    Args:
+        on_result: called with each subject's result as soon as it is known.
+        on_error: called with the exception behind each failed subject (e.g. to show its
+            traceback when debugging).
 
     Returns one result per subject of the shard: ``{"name", "status": ok|failed|skipped, ...}``.
+    Any exception of a subject (except KeyboardInterrupt and SystemExit, which stop the batch)
+    makes it ``failed`` with an ``error`` line; the next subject still runs.
     """
-    names = [f.name for f in folders]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
+    names: list[str | InputFileError] = []
+    for folder in folders:
+        try:
+            names.append(subject_name(folder))
+        except InputFileError as error:
+            names.append(error)  # that subject's failure, reported in turn below
+    given = [n for n in names if isinstance(n, str)]
+    duplicates = sorted({n for n in given if given.count(n) > 1})
     if duplicates:
         raise Avat3rError(f"subject folders share a name, so their outputs would collide: {', '.join(duplicates)}")
     results = []
-    for i, folder in enumerate(folders):
+    for i, (folder, name) in enumerate(zip(folders, names)):
         if i % shard.count != shard.index:
             continue
-        out = output_root / folder.name
-        if skip_existing and (out / "report.json").is_file():
-            result: dict[str, Any] = {"name": folder.name, "status": "skipped", "output": str(out)}
+        if isinstance(name, InputFileError):
+            result: dict[str, Any] = {"name": str(folder), "status": "failed", "error": str(name)}
+        elif skip_existing and (output_root / name / "report.json").is_file():
+            result = {"name": name, "status": "skipped", "output": str(output_root / name)}
         else:
             try:
-                report = run_create(photos_in(folder), out, **create_options)
+                report = run_create(photos_in(folder), output_root / name, **create_options)
                 result = {
-                    "name": folder.name, "status": "ok", "output": str(out), "gaussians": report["gaussians"],
+                    "name": name, "status": "ok", "output": str(output_root / name), "gaussians": report["gaussians"],
                     "photos_used": len(report["photos"]["used"]), "seconds": report["seconds"],
                 }
-            except Avat3rError as error:  # one subject's bad input must not stop the others
-                result = {"name": folder.name, "status": "failed", "error": str(error)}
-            except OSError as error:
-                result = {"name": folder.name, "status": "failed", "error": f"{error.filename or folder}: {error.strerror or error}"}
+            except Exception as error:  # one subject's failure, whatever it is, must not stop the others
+                result = {"name": name, "status": "failed", "error": _error_text(folder, error)}
+                if on_error is not None:
+                    on_error(error)
         results.append(result)
         if on_result is not None:
             on_result(result)

@@ -14,7 +14,9 @@ One safetensors file (no pickles) holding:
   its Gaussian whatever the expression moves;
 * metadata: the safetensors header key ``avat3r`` holds a JSON object (``BundleMetadata``) with the
   format name and version, the model's name, source and sha256, the tool version, the expression
-  space, the confidence threshold, the resolution, the backends and the photos.
+  space, the confidence threshold, the resolution, the backends, the photos and ``ply_from_head``,
+  the rigid 4x4 transform from the head frame (the model's) to the frame of the avatar's .ply
+  files (``core/frames.py``; bundles written before it was recorded read as the identity).
 
 Letters: V views, H/W crop pixels, C_f feature channels.
 """
@@ -29,10 +31,12 @@ from typing import Any
 import torch
 
 from avat3r_cli import __version__
-from avat3r_cli.core.errors import InputFileError
+from avat3r_cli.core.errors import InputFileError, input_file_errors
 from avat3r_cli.core.expressions import EXPRESSION_DIM
+from avat3r_cli.core.frames import HEAD_TO_VIEWER, IDENTITY, rigid_parts
 from avat3r_cli.io.tensors import load_tensors, save_tensors
 from avat3r_cli.model.inputs import GaussianMaps, ViewInputs
+from avat3r_cli.pipeline.bundle_checks import camera_problem, confidence_problem, metadata_problem
 
 BUNDLE_FORMAT = "avat3r-bundle"
 BUNDLE_VERSION = 1
@@ -57,6 +61,8 @@ class BundleMetadata:
         confidence_threshold: pixels below it give no Gaussian (the model config's value).
         geometry: position-map backend used; features: feature backend used (``none``).
         photos: file names of the photos used, in view order.
+        ply_from_head: 4x4 rows mapping head-frame points into the .ply files' frame (default:
+            the viewer frame, ``HEAD_TO_VIEWER``).
         tool_version, expression_space, format, version: filled in by default.
     """
 
@@ -68,6 +74,7 @@ class BundleMetadata:
     geometry: str
     features: str
     photos: list[str] = field(default_factory=list)
+    ply_from_head: list[list[float]] = field(default_factory=lambda: [list(row) for row in HEAD_TO_VIEWER])
     tool_version: str = __version__
     expression_space: str = EXPRESSION_SPACE
     format: str = BUNDLE_FORMAT
@@ -173,27 +180,46 @@ def _metadata(path: Path, header: dict[str, str]) -> BundleMetadata:
         raise InputFileError(path, "not an avat3r bundle (no avat3r metadata in the safetensors header)")
     try:
         data: Any = json.loads(header[METADATA_KEY])
-    except json.JSONDecodeError as exc:
-        raise InputFileError(path, f"bundle metadata is not valid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, over-long integers, deep nesting
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise InputFileError(path, f"bundle metadata is not valid JSON ({reason})") from None
     if not isinstance(data, dict) or data.get("format") != BUNDLE_FORMAT:
         raise InputFileError(path, "not an avat3r bundle (wrong format name in its metadata)")
     version = data.get("version")
-    if not isinstance(version, int) or version > BUNDLE_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise InputFileError(path, f"bundle format version {str(version)[:20]!r} is not a version number")
+    if version > BUNDLE_VERSION:
         raise InputFileError(
             path, f"bundle format version {version} is newer than this tool reads ({BUNDLE_VERSION}); upgrade avat3r-cli"
         )
     if data.get("expression_space") != EXPRESSION_SPACE:
-        raise InputFileError(path, f"expression space {data.get('expression_space')!r} is not {EXPRESSION_SPACE!r}")
-    known = set(BundleMetadata.__dataclass_fields__)
+        raise InputFileError(path, f"expression space {str(data.get('expression_space'))[:40]!r} is not {EXPRESSION_SPACE!r}")
+    # Bundles from before the frame was recorded wrote their .ply in the head frame.
+    data.setdefault("ply_from_head", [list(row) for row in IDENTITY])
+    fields = BundleMetadata.__dataclass_fields__
+    problem = metadata_problem(data, fields)
+    if problem:
+        raise InputFileError(path, problem)
     try:
-        return BundleMetadata(**{k: v for k, v in data.items() if k in known})
-    except TypeError as exc:
-        raise InputFileError(path, f"bundle metadata is incomplete ({exc})") from None
+        rigid_parts(torch.tensor(data["ply_from_head"], dtype=torch.float64))
+    except (TypeError, ValueError) as exc:
+        raise InputFileError(path, f"bundle metadata ply_from_head is not a rigid 4x4 transform ({exc})") from None
+    return BundleMetadata(**{k: v for k, v in data.items() if k in fields})
 
 
 def load_bundle(path: str | Path) -> AvatarBundle:
-    """Read and validate a bundle; InputFileError naming the file for anything unusable."""
+    """Read and validate a bundle; InputFileError naming the file for anything unusable.
+
+    Beyond the layout (names, dtypes, shapes, finite values): metadata of the right types and
+    ranges, a resolution that matches the images, pinhole intrinsics and rigid extrinsics,
+    confidences in 0..1 with at least one pixel (one Gaussian) at the threshold.
+    """
     path = Path(path)
+    with input_file_errors(path, "avatar bundle"):
+        return _read_bundle(path)
+
+
+def _read_bundle(path: Path) -> AvatarBundle:
     tensors, header = load_tensors(path)
     meta = _metadata(path, header)
     required = ("images", "positions", "confidence", "K", "world_to_cam", "blendshapes")
@@ -204,6 +230,8 @@ def load_bundle(path: str | Path) -> AvatarBundle:
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != torch.uint8:
         raise InputFileError(path, f"bundle images are {images.dtype} {list(images.shape)}, expected uint8 [V, H, W, 3]")
     v, h, w, _ = images.shape
+    if v == 0 or h == 0 or w == 0:
+        raise InputFileError(path, f"bundle images are {list(images.shape)}: no views or no pixels")
     expected = {
         "positions": (v, 3, h, w), "confidence": (v, 1, h, w), "K": (v, 3, 3),
         "world_to_cam": (v, 4, 4), "blendshapes": (v, EXPRESSION_DIM),
@@ -221,6 +249,13 @@ def load_bundle(path: str | Path) -> AvatarBundle:
     features = tensors.get("features")
     if features is not None and (features.ndim != 4 or features.shape[0] != v):
         raise InputFileError(path, f"bundle features are {list(features.shape)}, expected [{v}, C_f, h, w]")
+    if meta.resolution != h or h != w:
+        raise InputFileError(path, f"bundle images are {h}x{w} but its metadata says resolution {meta.resolution}")
+    problem = camera_problem(tensors["K"], tensors["world_to_cam"]) or confidence_problem(
+        tensors["confidence"].float(), meta.confidence_threshold
+    )
+    if problem:
+        raise InputFileError(path, problem)
     residuals = {n: tensors[_RESIDUAL_PREFIX + n].float() for n in present} or None
     return AvatarBundle(
         images=images, positions=tensors["positions"].float(), confidence=tensors["confidence"].float(),

@@ -1,21 +1,22 @@
 """Photos to an avatar folder (what ``avat3r create`` runs).
 
-Stages: load the model -> preprocess the photos at the model's resolution -> encode the views ->
-optional test-time refinement -> write ``avatar.ply`` (the all-zero expression) and
-``avatar.avat3r.safetensors`` -> ``turntable.mp4`` and ``expressions.mp4`` (unless ``video`` is
-False) -> ``report.json``.
+Stages: read the model's config.json (no tensors) -> preprocess the photos at the model's
+resolution (a photo without a face fails here, before the model loads) -> load the model ->
+encode the views -> optional test-time refinement -> write ``avatar.ply`` (the model's neutral
+expression, in the viewer frame of ``core/frames.py``) and ``avatar.avat3r.safetensors`` ->
+``turntable.mp4`` and ``expressions.mp4`` (unless ``video`` is False) -> ``report.json``.
 
-Everything is written into a hidden staging folder beside OUT and moved into OUT only when every
-file is complete, so a failure or Ctrl-C leaves OUT as it was (no avatar.ply beside a stale
-bundle, no half video). Other files already in OUT are kept.
+Everything is written into a hidden staging folder *inside* OUT (``io.atomic.staged_folder``),
+created before any work so an unwritable OUT fails at once, and moved into OUT only when every
+file is complete: a failure, Ctrl-C or SIGTERM leaves OUT as it was (no avatar.ply beside a
+stale bundle, no half video), and the renames never cross a file system, even when OUT is a
+mount point. Other files already in OUT are kept.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,10 +28,13 @@ import torch
 from avat3r_cli import __version__
 from avat3r_cli.core.errors import Avat3rError
 from avat3r_cli.core.runtime import resolve_device
+from avat3r_cli.io.atomic import atomic_output, staged_folder
 from avat3r_cli.io.ply import write_ply
 from avat3r_cli.io.video import VideoInfo, write_video
 from avat3r_cli.pipeline.avatar import AVATAR_PLY, Avatar, resolve_weights_spec
 from avat3r_cli.pipeline.bundle import AvatarBundle, BundleMetadata, bundle_path_for, save_bundle
+from avat3r_cli.pipeline.bundle_checks import gaussian_count
+from avat3r_cli.pipeline.create_checks import check_output_folder, check_photo_paths
 from avat3r_cli.pipeline.expression_tour import TOUR_FPS, frames_per_expression, tour_frames
 from avat3r_cli.pipeline.turntable import render_turntable, validate_turntable_args
 
@@ -50,19 +54,6 @@ def output_names(video: bool) -> list[str]:
     return [AVATAR_PLY, bundle, *([TURNTABLE_NAME, EXPRESSIONS_NAME] if video else []), REPORT_NAME]
 
 
-def _check_output(output: Path, video: bool) -> None:
-    if output.exists() and not output.is_dir():
-        raise Avat3rError(f"{output}: exists and is not a folder")
-    for parent in output.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise Avat3rError(f"{output}: cannot write there, {parent} is a file, not a folder")
-            break
-    for name in output_names(video):
-        if (output / name).is_dir():
-            raise Avat3rError(f"{output / name}: is a folder; cannot write the {name} file there")
-
-
 def bundle_from_prepared(prepared: Any, info: Any, confidence_threshold: float) -> AvatarBundle:
     """An ``AvatarBundle`` (no residuals) from ``PreparedPhotos`` and the model's ``ModelInfo``."""
     s = prepared.stacked()
@@ -80,8 +71,7 @@ def bundle_from_prepared(prepared: Any, info: Any, confidence_threshold: float) 
 
 
 def _move_into(staging: Path, output: Path) -> None:
-    """Move every staged file into ``output`` (renames on one filesystem: near-instant)."""
-    output.mkdir(parents=True, exist_ok=True)
+    """Move every staged file into ``output`` (renames within ``output``'s file system: near-instant)."""
     # The report goes last: a reader that sees report.json sees the files it describes.
     names = sorted(p.name for p in staging.iterdir())
     names.sort(key=lambda n: n == REPORT_NAME)
@@ -121,8 +111,10 @@ def run_create(
 
     Raises:
         Avat3rError: bad arguments, missing weights, no usable photo; OUT is then unchanged.
+        OSError: OUT cannot be written, or a write failed (a full disk), naming the file in OUT.
     """
-    from avat3r_cli.pipeline.models import load_avat3r
+    from avat3r_cli.io.weights import resolve_verified
+    from avat3r_cli.pipeline.models import load_avat3r, read_model_config
     from avat3r_cli.pipeline.preprocess import default_cache_dir, prepared_report
     from avat3r_cli.preprocess.photos import prepare_photos
     from avat3r_cli.preprocess.sapiens import check_feature_backend
@@ -132,9 +124,8 @@ def run_create(
     if isinstance(refine, bool) or not isinstance(refine, int) or not 0 <= refine <= MAX_REFINE:
         raise Avat3rError(f"--refine must be a whole number in 0..{MAX_REFINE}, got {refine!r}")
     validate_turntable_args(output / TURNTABLE_NAME, frames, size, fps, BACKGROUND, 30.0)
-    _check_output(output, video)
-    if not photos:
-        raise Avat3rError("no photos given")
+    check_output_folder(output, output_names(video))
+    photos = check_photo_paths(photos)
     spec = resolve_weights_spec(weights)
     dev = resolve_device(device)
     say = notice or (lambda line: None)
@@ -144,51 +135,60 @@ def run_create(
         if progress is not None:
             progress(name, done, total)
 
-    t = time.perf_counter()
-    stage("Loading model", 0, 1)
-    model, info = load_avat3r(spec, dev)
-    cfg = model.config
-    stage("Loading model", 1, 1)
-    timings["load_model"] = time.perf_counter() - t
+    with staged_folder(output) as staging:
+        # The config is enough to preprocess at the right size: a photo without a face fails
+        # before the model's tensors are read.
+        t = time.perf_counter()
+        resolved = resolve_verified(spec)
+        cfg = read_model_config(resolved[0])
+        geometry = geometry or cfg.geometry_backend
+        if geometry != cfg.geometry_backend:
+            say(f"these weights were trained with --geometry {cfg.geometry_backend}; using {geometry} (quality may drop)")
+        features = check_feature_backend(cfg.feature_backend, features or cfg.feature_backend)
+        timings["read_config"] = time.perf_counter() - t
 
-    geometry = geometry or cfg.geometry_backend
-    if geometry != cfg.geometry_backend:
-        say(f"these weights were trained with --geometry {cfg.geometry_backend}; using {geometry} (quality may drop)")
-    features = check_feature_backend(cfg.feature_backend, features or cfg.feature_backend)
+        t = time.perf_counter()
+        stage("Preprocessing", 0, len(photos))
+        prepared = prepare_photos(
+            photos, cfg.input_size, geometry=geometry, features=features,
+            cache_dir=default_cache_dir() if use_cache else None,
+            progress=lambda done, total: stage("Preprocessing", done, total), notice=say,
+        )
+        timings["preprocess"] = time.perf_counter() - t
 
-    t = time.perf_counter()
-    stage("Preprocessing", 0, len(photos))
-    prepared = prepare_photos(
-        [Path(p) for p in photos], cfg.image_size, geometry=geometry, features=features,
-        cache_dir=default_cache_dir() if use_cache else None,
-        progress=lambda done, total: stage("Preprocessing", done, total), notice=say,
-    )
-    timings["preprocess"] = time.perf_counter() - t
+        t = time.perf_counter()
+        stage("Loading model", 0, 1)
+        model, info = load_avat3r(spec, dev, resolved=resolved)
+        stage("Loading model", 1, 1)
+        timings["load_model"] = time.perf_counter() - t
 
-    t = time.perf_counter()
-    stage("Encoding", 0, 1)
-    avatar = Avatar(model, info, bundle_from_prepared(prepared, info, cfg.confidence_threshold), dev)
-    avatar.encode()
-    stage("Encoding", 1, 1)
-    timings["encode"] = time.perf_counter() - t
+        t = time.perf_counter()
+        stage("Encoding", 0, 1)
+        bundle = bundle_from_prepared(prepared, info, model.config.confidence_threshold)
+        if gaussian_count(bundle.confidence, cfg.confidence_threshold) == 0:  # an empty avatar is no avatar
+            raise Avat3rError(
+                f"{', '.join(bundle.metadata.photos)}: no pixel reaches the model's confidence threshold "
+                f"{cfg.confidence_threshold:g}, so the avatar would have no Gaussians; nothing was written"
+            )
+        avatar = Avatar(model, info, bundle, dev)
+        avatar.encode()
+        stage("Encoding", 1, 1)
+        timings["encode"] = time.perf_counter() - t
 
-    refine_report = None
-    if refine > 0:
-        from avat3r_cli.pipeline.refine import refine_avatar
+        refine_report = None
+        if refine > 0:
+            from avat3r_cli.pipeline.refine import refine_avatar
 
-        stage("Refining", 0, refine)
-        result = refine_avatar(avatar, refine, progress=lambda done, total: stage("Refining", done, total))
-        avatar.set_residuals(result.residuals)
-        refine_report = result.to_dict()
-        timings["refine"] = result.seconds
+            stage("Refining", 0, refine)
+            result = refine_avatar(avatar, refine, progress=lambda done, total: stage("Refining", done, total))
+            avatar.set_residuals(result.residuals)
+            refine_report = result.to_dict()
+            timings["refine"] = result.seconds
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
-    try:
         t = time.perf_counter()
         neutral = avatar.neutral()
         ply_path = staging / AVATAR_PLY
-        write_ply(ply_path, neutral)
+        write_ply(ply_path, avatar.ply_gaussians(neutral))
         save_bundle(bundle_path_for(ply_path), avatar.bundle)
         timings["write_avatar"] = time.perf_counter() - t
         videos: dict[str, Any] = {}
@@ -207,6 +207,7 @@ def run_create(
                 "parameters": info.parameters, "licence": info.licence,
             },
             "gaussians": neutral.count,
+            "anchor_gaussians": cfg.anchor_gaussians * cfg.anchor_children,
             "confidence_threshold": avatar.confidence_threshold,
             "refine": refine_report,
             "files": [*output_names(video)],
@@ -215,10 +216,9 @@ def run_create(
             "timings": {k: round(v, 3) for k, v in timings.items()},
             "seconds": round(time.perf_counter() - start, 3),
         }
-        (staging / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        with atomic_output(staging / REPORT_NAME) as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         _move_into(staging, output)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return report
 
 
@@ -245,7 +245,7 @@ def _write_videos(
 
     t = time.perf_counter()
     tour_fps = min(fps, TOUR_FPS)
-    codes, labels = tour_frames(frames_per_expression(tour_fps))
+    codes, labels = tour_frames(frames_per_expression(tour_fps), avatar.neutral_code)
     cams = view_cameras(avatar.neutral(), len(codes), size, "front")
     tour = write_video(
         staging / EXPRESSIONS_NAME,

@@ -1,7 +1,9 @@
 """The built-in expression tour of ``create``'s ``expressions.mp4``, and frame labels.
 
-A tour is a sequence of named expressions; each eases in from neutral, holds, and eases out
-again, so any two consecutive frames differ smoothly and every expression is seen at its peak.
+A tour is a sequence of named expressions; each eases in from the model's neutral code, holds,
+and eases out again, so any two consecutive frames differ smoothly and every expression is seen
+at its peak. An expression sets its named channels to their peaks and keeps the neutral code's
+other channels (MediaPipe reads a neutral face with eyeSquint ~0.5, not 0).
 Letters: T frames, E = 52.
 """
 
@@ -15,18 +17,18 @@ from PIL import Image, ImageDraw, ImageFont
 
 from avat3r_cli.core.expressions import EXPRESSION_DIM, EXPRESSION_INDEX
 
-# (label, {expression name: peak score}). Peaks below 1 for the mouth shapes: trained data
-# rarely reaches 1 there, and an over-driven code looks worse than a strong one.
+# (label, {expression name: peak score}). Only what the bundled model renders: every peak code
+# lies within 4 standard deviations of its training codes in every channel (tested against the
+# weights' statistics). The shapes it does not handle, and why, are listed on its card
+# (src/avat3r_cli/assets/avat3r-small/README.md): cheekPuff breaks the face apart (streaks, red
+# blotches), and browDown, mouthFunnel, mouthPucker and browInnerUp lie far outside its training codes or show
+# no visible change. Peaks below 1: the training codes rarely reach 1, and an over-driven code
+# looks worse than a strong one.
 TOUR: tuple[tuple[str, dict[str, float]], ...] = (
     ("neutral", {}),
     ("jawOpen", {"jawOpen": 0.9}),
-    ("smile", {"mouthSmileLeft": 0.9, "mouthSmileRight": 0.9, "cheekSquintLeft": 0.3, "cheekSquintRight": 0.3}),
-    ("blink", {"eyeBlinkLeft": 1.0, "eyeBlinkRight": 1.0}),
-    ("browInnerUp", {"browInnerUp": 1.0}),
-    ("browDown", {"browDownLeft": 1.0, "browDownRight": 1.0}),
-    ("mouthPucker", {"mouthPucker": 0.9}),
-    ("mouthFunnel", {"mouthFunnel": 0.9, "jawOpen": 0.2}),
-    ("cheekPuff", {"cheekPuff": 1.0}),
+    ("smile", {"mouthSmileLeft": 0.9, "mouthSmileRight": 0.9}),
+    ("blink", {"eyeBlinkLeft": 0.9, "eyeBlinkRight": 0.9}),
 )
 SECONDS_PER_EXPRESSION = 1.0
 # The tour plays at its own frame rate: every frame needs a decode + render, and 12 frames per
@@ -48,26 +50,28 @@ def ease_weights(frames: int) -> np.ndarray:
     return np.array([_smoothstep(3.0 * x) * _smoothstep(3.0 * (1.0 - x)) for x in k], dtype=np.float32)
 
 
-def expression_code(scores: dict[str, float]) -> np.ndarray:
-    """A ``[52]`` code with the named scores set and the rest 0."""
-    code = np.zeros(EXPRESSION_DIM, np.float32)
+def expression_code(scores: dict[str, float], neutral: np.ndarray) -> np.ndarray:
+    """A ``[52]`` code: ``neutral [52]`` with the named scores set."""
+    code = np.asarray(neutral, dtype=np.float32).reshape(EXPRESSION_DIM).copy()
     for name, value in scores.items():
         code[EXPRESSION_INDEX[name]] = value
     return code
 
 
-def tour_frames(frames_per_expression: int) -> tuple[np.ndarray, list[str]]:
+def tour_frames(frames_per_expression: int, neutral: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """The tour as codes ``[T, 52]`` and one label per frame, T = len(TOUR) * frames_per_expression.
 
-    The neutral segment stays at the all-zero code (the avatar.ply expression) throughout.
+    ``neutral [52]`` is the model's neutral code (``Avatar.neutral_code``, the avatar.ply
+    expression): every expression starts and ends there, and the neutral segment stays there.
     """
     if frames_per_expression < 1:
         raise ValueError(f"frames_per_expression must be >= 1, got {frames_per_expression}")
     weights = ease_weights(frames_per_expression)
+    base = expression_code({}, neutral)
     codes, labels = [], []
     for label, scores in TOUR:
-        peak = expression_code(scores)
-        codes.append(weights[:, None] * peak[None, :])
+        peak = expression_code(scores, base)
+        codes.append(base[None, :] + weights[:, None] * (peak - base)[None, :])
         labels += [label] * frames_per_expression
     return np.concatenate(codes).astype(np.float32), labels
 

@@ -5,7 +5,9 @@ offset, SH dc, log-scale, opacity logit; see ``bundle.py``) with the training lo
 0.2·(1 − SSIM). Each input photo is compared with the avatar rendered from that photo's camera
 and decoded at that photo's own blendshapes, so the fit does not bake one photo's expression
 into the others. Because the residuals are pixel-aligned, ``animate`` re-applies them at every
-expression.
+expression. Anchor Gaussians (a model's Gaussians that belong to no pixel) are rendered with the
+rest but keep the model's prediction: they exist for what the photos do not show, so the photos
+say little about them, and the bundle's residuals stay per pixel.
 
 Targets: the avatar only covers the pixels whose position-map confidence passes the threshold,
 so each crop is compared with the background outside that mask (as the training data are

@@ -133,7 +133,7 @@ def _frames_with_times(video: Path) -> tuple[FrameStream, float, int | None]:
     Containers FFmpeg reads give each frame's presentation time; PNG folders and GIFs go through
     ``iter_video_frames`` (GIFs composited as displayed) at their nominal rate.
     """
-    from avat3r_cli.io.video import count_video_frames, iter_video_frames
+    from avat3r_cli.io.video_read import count_video_frames, iter_video_frames
 
     if not video.exists():
         raise InputFileError(video, "no such file or folder")
@@ -159,7 +159,7 @@ def _av_frames_with_times(video: Path) -> tuple[FrameStream, float, int | None]:
     import av
     from av.error import FFmpegError
 
-    from avat3r_cli.io.video import av_error_reason, iter_timed_av_frames
+    from avat3r_cli.io.video_read import av_error_reason, iter_timed_av_frames
 
     try:
         with av.open(str(video), mode="r") as probe:

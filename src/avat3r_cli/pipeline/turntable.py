@@ -16,10 +16,12 @@ import torch
 
 from avat3r_cli.core.camera import Camera, fit_orbit_radius, orbit_cameras
 from avat3r_cli.core.errors import Avat3rError
+from avat3r_cli.core.frames import VIEWER_FRONT, VIEWER_UP
 from avat3r_cli.core.gaussians import Gaussians
 from avat3r_cli.core.runtime import resolve_device
 from avat3r_cli.io.ply import read_ply
 from avat3r_cli.io.video import VideoInfo, video_kind, write_video
+from avat3r_cli.pipeline.frame_pool import map_frames
 from avat3r_cli.render.api import parse_background, render
 
 # Bounds checked before any work so a typo fails in milliseconds, not after a long render.
@@ -115,15 +117,26 @@ def validate_turntable_args(
 
 
 def turntable_cameras(
-    gaussians: Gaussians, frames: int, size: int, fov_deg: float = 30.0, elevation_deg: float = 10.0
+    gaussians: Gaussians,
+    frames: int,
+    size: int,
+    fov_deg: float = 30.0,
+    elevation_deg: float = 10.0,
+    up: tuple[float, float, float] = VIEWER_UP,
+    front: tuple[float, float, float] = VIEWER_FRONT,
 ) -> tuple[list[Camera], float]:
-    """T cameras circling the avatar (OpenCV world: up -y, face towards -z) and the orbit radius.
+    """T cameras circling the avatar and the orbit radius.
 
-    The first camera looks at the face; the radius makes the robust bounds of ``means [N, 3]``
-    fill the square ``size x size`` view with a margin.
+    ``up`` and ``front`` (from the centre towards the face) say the frame of ``gaussians``: by
+    default the viewer frame of .ply files (y up, face towards +z); an ``Avatar``'s own Gaussians
+    are in the head frame (``HEAD_UP``, ``HEAD_FRONT`` in ``core/frames.py``). The first camera
+    looks at the face; the radius makes the robust bounds of ``means [N, 3]`` fill the square
+    ``size x size`` view with a margin.
     """
-    center, radius = fit_orbit_radius(gaussians.means.detach().cpu(), fov_deg)
-    cams = orbit_cameras(center, radius, frames, size, size, fov_y_deg=fov_deg, elevation_deg=elevation_deg)
+    up_t, front_t = torch.tensor(up), torch.tensor(front)
+    center, radius = fit_orbit_radius(gaussians.means.detach().cpu(), fov_deg, up=up_t)
+    cams = orbit_cameras(center, radius, frames, size, size, fov_y_deg=fov_deg, up=up_t, front=front_t,
+                         elevation_deg=elevation_deg)
     return cams, radius
 
 
@@ -139,10 +152,13 @@ def render_turntable(
     elevation_deg: float = 10.0,
     progress: ProgressCallback | None = None,
 ) -> TurntableResult:
-    """Render a full 360° orbit of the avatar in ``avatar_path`` into ``output``.
+    """Render a full 360° orbit of the avatar in ``avatar_path`` into ``output``, starting at its face.
 
-    Frames ``[3, H, W]`` are rendered one at a time and streamed into ``write_video``, so memory
-    stays flat and nothing appears under ``output`` unless every frame was written.
+    The file is taken to be in the viewer frame (y up, face towards +z), as ``avatar.ply`` is.
+
+    Frames ``[3, H, W]`` are rendered a few at a time (``frame_pool``) and streamed into
+    ``write_video``, so memory stays flat and nothing appears under ``output`` unless every
+    frame was written.
 
     Args:
         avatar_path: a 3DGS ``.ply``.
@@ -168,13 +184,12 @@ def render_turntable(
 
     def frame_stream() -> Iterator[torch.Tensor]:
         # A generator: write_video checks the output path before pulling the first frame, and
-        # each frame is encoded before the next is rendered.
+        # encodes each frame in its own thread while the next ones render.
         if progress is not None:
             progress(0, frames)
-        for i, cam in enumerate(cams):
-            with torch.no_grad():
-                image = render(gaussians, cam, bg).image
-            yield image.clamp(0.0, 1.0).cpu()
+        frames_out = map_frames(lambda cam: render(gaussians, cam, bg).image.clamp(0.0, 1.0).cpu(), cams, dev)
+        for i, image in enumerate(frames_out):
+            yield image
             if progress is not None:
                 progress(i + 1, frames)
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from avat3r_cli.core.errors import Avat3rError, InputFileError
 from avat3r_cli.core.expressions import EXPRESSION_NAMES
-from avat3r_cli.io.images import load_photo
+from avat3r_cli.io.images import read_photo
 from avat3r_cli.io.mediapipe_assets import face_landmarker_path
 
 NUM_LANDMARKS = 478
@@ -34,6 +34,8 @@ IOD_LANDMARKS = (33, 263)
 # the error is ~10 % of the face scale and poses drift by several degrees; such a face (about
 # 40 px wide) would also have to be upsampled many times into the model's crop.
 MIN_IOD_PX = 20.0
+# A face that size spans about twice its eye distance; a photo narrower than that cannot hold one.
+MIN_SIDE_PX = 40
 # MediaPipe's defaults are 0.5 / 0.5 / 0.5. Lowering the thresholds recovered some missed
 # large-yaw renders (5 of 17 at 0.1, reference/synthetic-faces.md), all lost at the landmark
 # model's presence check, not by the detector; so only presence is lowered, a little, and the
@@ -42,6 +44,11 @@ MIN_DETECTION_CONFIDENCE = 0.5
 MIN_PRESENCE_CONFIDENCE = 0.4
 MIN_TRACKING_CONFIDENCE = 0.5
 MAX_FACES = 4
+# Forehead top and chin of the canonical mesh: their direction says which way up the face is.
+FOREHEAD_CHIN_LANDMARKS = (10, 152)
+# A face turned further than this from upright in the image is reported: usually a photo whose
+# orientation was lost (no EXIF) or a sideways shot; it is still used as it is.
+MAX_UPRIGHT_DEG = 60.0
 
 
 @dataclass
@@ -185,7 +192,7 @@ class FaceAnalyzer:
             self._landmarker.close()
             self._landmarker = None
 
-    def analyze(self, image: np.ndarray) -> FaceObservation | None:
+    def analyze(self, image: np.ndarray, windows: bool = True) -> FaceObservation | None:
         """The largest face in ``image`` (``uint8 [H, W, 3]`` RGB), or None when there is none.
 
         MediaPipe's face detector sees the whole image squeezed into 128 x 128 pixels, so a face
@@ -194,12 +201,13 @@ class FaceAnalyzer:
         square windows as large as the short side are searched and their faces mapped back. Faces
         smaller than that relative to the short side stay unfound: searching smaller windows
         also turned up occluded profile faces (the cameraman in skimage's ``camera()``).
+        ``windows=False`` looks at the whole image only.
         """
         if self.video:
             raise ValueError("this FaceAnalyzer runs in video mode: use detect_frame(image, timestamp_ms)")
         image = self._require(image)
         faces = self._detect(image, 0, 0, image.shape[:2])
-        if not faces:
+        if not faces and windows:
             faces = self._detect_in_windows(image)
         return _pick_largest(faces)
 
@@ -313,24 +321,64 @@ def _first_mismatch(names: tuple[str, ...]) -> str:
     return f"index {len(EXPRESSION_NAMES)}: extra names"
 
 
+def face_rotation_deg(face: FaceObservation) -> float:
+    """How far the face is turned in the image plane from upright, degrees in -180..180.
+
+    0 when the chin is straight below the forehead, +-180 upside down; positive is clockwise on
+    screen (y points down).
+    """
+    top, chin = FOREHEAD_CHIN_LANDMARKS
+    dx, dy = (face.landmarks[chin, :2] - face.landmarks[top, :2]).astype(np.float64)
+    return float(np.degrees(np.arctan2(-dx, dy)))
+
+
+def _turn_hint(analyzer: FaceAnalyzer, image: np.ndarray) -> str:
+    """Where no face is found: whether an upright one appears with the photo turned, as a hint.
+
+    MediaPipe misses faces far from upright (an upside-down photo, usually a lost EXIF
+    orientation). Only a face that is upright and large enough in the turned image counts:
+    turned textures also give MediaPipe faces, but at odd angles.
+    """
+    for quarter_turns, how in ((2, "180 degrees"), (1, "90 degrees counter-clockwise"), (3, "90 degrees clockwise")):
+        face = analyzer.analyze(np.ascontiguousarray(np.rot90(image, quarter_turns)), windows=False)
+        if face is not None and abs(face_rotation_deg(face)) <= 45.0 and face.iod_px >= MIN_IOD_PX:
+            return f" upright, but there is one with the photo turned {how}: rotate it (or fix its EXIF orientation)"
+    return ""
+
+
 def analyze_photo(path: str | Path, analyzer: FaceAnalyzer, min_iod_px: float = MIN_IOD_PX) -> AnalyzedPhoto:
     """Load a photo and find its face: ``(image uint8 [H, W, 3], FaceObservation, warnings)``.
 
     Raises InputFileError naming the file when it cannot be read, when no face is found, or when
     the face is too small to use (fewer than ``min_iod_px`` pixels between the outer eye corners,
-    measured in the loaded image, which ``load_photo`` caps at 2048 px). Several faces are not an
-    error: the largest is used and a warning says so.
+    measured in the loaded image, which ``read_photo`` caps at 2048 px; or an image under
+    ``MIN_SIDE_PX`` on a side). Several faces, a face
+    turned sideways or upside down, and an animated file's first frame are not errors: the
+    photo is used and a warning says so.
     """
-    image = load_photo(path)
+    photo = read_photo(path)
+    image, warnings = photo.image, list(photo.warnings)
+    height, width = image.shape[:2]
+    if min(height, width) < MIN_SIDE_PX:
+        # No usable face fits, and the window search would try thousands of slivers.
+        raise InputFileError(
+            path, f"image is {width}x{height} pixels, too small to hold a usable face (at least {MIN_SIDE_PX} px a side)"
+        )
     face = analyzer.analyze(image)
     if face is None:
-        raise InputFileError(path, "no face found")
+        raise InputFileError(path, "no face found" + _turn_hint(analyzer, image))
     iod = face.iod_px
     if iod < min_iod_px:
         raise InputFileError(
             path, f"face too small to use ({iod:.0f} px between the eyes; at least {min_iod_px:.0f} needed)"
         )
-    warnings: list[str] = []
     if face.num_faces > 1:
         warnings.append(f"{path}: several faces ({face.num_faces}): using the largest")
+    turned = face_rotation_deg(face)
+    if abs(turned) > MAX_UPRIGHT_DEG:
+        how = "upside down" if abs(turned) > 135.0 else "sideways"
+        warnings.append(
+            f"{path}: the face is {how} in the photo (turned {abs(turned):.0f} degrees); "
+            "check the photo's orientation (using it as it is)"
+        )
     return AnalyzedPhoto(image, face, warnings)

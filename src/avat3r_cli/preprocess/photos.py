@@ -2,7 +2,9 @@
 
 Per photo: load (EXIF-upright), find the face, solve its camera in the head frame by PnP, crop
 the head square at the model's resolution, and build the position map with the chosen geometry
-backend. Results are cached by the photo's content and the settings.
+backend. Results are cached by the photo's content and the settings: a cached view takes the
+name of the photo it is used for, an unreadable entry is recomputed (and replaced), and a cache
+that cannot be written only costs the speed-up.
 
 Letters: V views (used photos), R crop side.
 """
@@ -20,11 +22,12 @@ import torch
 
 from avat3r_cli import __version__
 from avat3r_cli.core.errors import Avat3rError, InputFileError
+from avat3r_cli.core.expressions import EXPRESSION_DIM
 from avat3r_cli.io.images import exif_focal_35mm
 from avat3r_cli.io.mediapipe_assets import load_canonical_face
 from avat3r_cli.io.tensors import load_tensors, save_tensors
 from avat3r_cli.preprocess.crop import crop_camera, crop_photo, head_crop_box
-from avat3r_cli.preprocess.face import FaceAnalyzer, analyze_photo
+from avat3r_cli.preprocess.face import NUM_LANDMARKS, FaceAnalyzer, analyze_photo
 from avat3r_cli.preprocess.head_pose import default_focal_px, focal_from_exif_35mm, solve_camera
 from avat3r_cli.preprocess.sapiens import feature_backend_name
 from avat3r_cli.preprocess.template_geometry import lift_landmarks, render_position_map, template_gaussians
@@ -85,12 +88,24 @@ class PreparedPhotos:
 
 
 def _cache_key(path: Path, resolution: int, focal_px: float | None) -> str:
-    digest = hashlib.sha256(path.read_bytes())
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as stream:
+            while chunk := stream.read(1 << 20):  # streamed: a huge file never sits in memory
+                digest.update(chunk)
+    except OSError as error:
+        raise InputFileError(path, f"cannot read file ({error.strerror or error})") from None
     digest.update(json.dumps([resolution, "template", focal_px, __version__]).encode())
     return digest.hexdigest()
 
 
-def _view_to_tensors(view: PhotoView) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+_CACHED_SHAPES = {
+    "image": ("R", "R", 3), "positions": (3, "R", "R"), "confidence": (1, "R", "R"), "K": (3, 3),
+    "world_to_cam": (4, 4), "blendshapes": (EXPRESSION_DIM,), "landmarks": (NUM_LANDMARKS, 2),
+}
+
+
+def _view_to_tensors(view: PhotoView, notes: list[str]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     tensors = {
         "image": torch.from_numpy(np.ascontiguousarray(view.image).copy()),
         "positions": view.positions.contiguous(),
@@ -100,12 +115,25 @@ def _view_to_tensors(view: PhotoView) -> tuple[dict[str, torch.Tensor], dict[str
         "blendshapes": torch.from_numpy(view.blendshapes),
         "landmarks": torch.from_numpy(view.landmarks),
     }
-    return tensors, {"name": view.name, "pose": json.dumps(view.pose)}
+    return tensors, {"pose": json.dumps(view.pose), "notes": json.dumps(notes)}
 
 
-def _view_from_tensors(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> PhotoView:
-    return PhotoView(
-        name=meta["name"],
+def _view_from_tensors(
+    tensors: dict[str, torch.Tensor], meta: dict[str, str], name: str, resolution: int
+) -> tuple[PhotoView, list[str]] | None:
+    """The cached view, named ``name``, and its notes; None when the entry is not what it should be."""
+    for key, shape in _CACHED_SHAPES.items():
+        expected = tuple(resolution if d == "R" else d for d in shape)
+        if key not in tensors or tuple(tensors[key].shape) != expected:
+            return None
+    try:
+        pose, notes = json.loads(meta["pose"]), json.loads(meta.get("notes", "[]"))
+    except (KeyError, ValueError, RecursionError):
+        return None
+    if not isinstance(pose, dict) or not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+        return None
+    view = PhotoView(
+        name=name,
         image=tensors["image"].numpy(),
         positions=tensors["positions"],
         confidence=tensors["confidence"],
@@ -113,8 +141,42 @@ def _view_from_tensors(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -
         world_to_cam=tensors["world_to_cam"],
         blendshapes=tensors["blendshapes"].numpy(),
         landmarks=tensors["landmarks"].numpy(),
-        pose=json.loads(meta["pose"]),
+        pose=pose,
     )
+    return view, notes
+
+
+def _read_cached(entry: Path, path: Path, resolution: int) -> tuple[PhotoView, list[str]] | None:
+    """The view cached in ``entry`` for the photo ``path``, with its warnings; None on a miss.
+
+    The key is the photo's content, so the entry may have been made from a copy under another
+    name: the view takes this photo's name and the warnings name this path. An unusable
+    entry (truncated, foreign, from another layout) is removed, to be recomputed.
+    """
+    if not entry.is_file():
+        return None
+    try:
+        cached = _view_from_tensors(*load_tensors(entry), name=path.name, resolution=resolution)
+    except InputFileError:  # a fault of the cache, never of the photo
+        cached = None
+    if cached is None:
+        try:
+            entry.unlink(missing_ok=True)
+        except OSError:  # a read-only cache: the entry is recomputed each time, still correct
+            pass
+        return None
+    view, notes = cached
+    return view, [f"{path}: {note}" for note in notes]
+
+
+def _write_cached(entry: Path, path: Path, view: PhotoView, warnings: list[str]) -> None:
+    """Store ``view`` and its warnings (without the path); a read-only or full disk only loses the speed-up."""
+    prefix = f"{path}: "
+    notes = [w[len(prefix):] if w.startswith(prefix) else w for w in warnings]
+    try:
+        save_tensors(entry, *_view_to_tensors(view, notes))
+    except OSError:
+        pass
 
 
 def prepare_photo(
@@ -165,34 +227,31 @@ def prepare_photos(
     if not paths:
         raise Avat3rError("no photos given")
     result = PreparedPhotos([], resolution, geometry, features)
-    analyzer: FaceAnalyzer | None = None
+    # Opened on the first photo that gets as far as face analysis (about 0.8 s), so unreadable
+    # photos and cache hits never pay for it.
+    analyzer = FaceAnalyzer()
     try:
         for i, path in enumerate(paths):
             path = Path(path)
             try:
-                cached = None
+                entry = None
                 if cache_dir is not None and path.is_file():
                     entry = cache_dir / f"{_cache_key(path, resolution, focal_px)}.safetensors"
-                    if entry.is_file():
-                        cached = _view_from_tensors(*load_tensors(entry))
+                cached = None if entry is None else _read_cached(entry, path, resolution)
                 if cached is not None:
-                    result.views.append(cached)
+                    view, warnings = cached
                 else:
-                    if analyzer is None:
-                        analyzer = FaceAnalyzer()
-                        analyzer.open()
                     view, warnings = prepare_photo(path, analyzer, resolution, focal_px)
-                    result.views.append(view)
-                    result.warnings += warnings
-                    if cache_dir is not None:
-                        save_tensors(entry, *_view_to_tensors(view))
+                    if entry is not None:
+                        _write_cached(entry, path, view, warnings)
+                result.views.append(view)
+                result.warnings += warnings
             except InputFileError as error:
                 result.skipped.append((str(path), error.problem))
             if progress is not None:
                 progress(i + 1, len(paths))
     finally:
-        if analyzer is not None:
-            analyzer.close()
+        analyzer.close()
     if not result.views:
         reasons = "; ".join(f"{p}: {why}" for p, why in result.skipped)
         if len(result.skipped) == 1:

@@ -8,6 +8,10 @@ Sapiens ``lite`` demo does, and runs the backbone in fp32.
 The weights are CC BY-NC 4.0 (non-commercial): whoever selects them prints
 ``SAPIENS_LICENCE_NOTICE`` once.
 
+A TorchScript file is code as well as weights, so a hub file is fetched only at the commit
+pinned in ``SAPIENS_PINS`` and its sha256 is checked before ``torch.jit.load`` sees it. A local
+file (``local_path``) is the caller's own choice and is loaded as given.
+
 Nothing here imports torch at module level, so the CLI can read ``FEATURE_CHOICES`` and check
 backends while ``avat3r --help`` stays light.
 
@@ -21,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from avat3r_cli.core.errors import Avat3rError, InputFileError
+from avat3r_cli.io.verify import sha256_cached
 
 if TYPE_CHECKING:
     import numpy as np
@@ -32,6 +37,30 @@ SAPIENS_VARIANTS: dict[str, tuple[str, str, int]] = {
     "sapiens-0.6b": ("facebook/sapiens-pretrain-0.6b-torchscript", "sapiens_0.6b_epoch_1600_torchscript.pt2", 1280),
     "sapiens-1b": ("facebook/sapiens-pretrain-1b-torchscript", "sapiens_1b_epoch_173_torchscript.pt2", 1536),
     "sapiens-2b": ("facebook/sapiens-pretrain-2b-torchscript", "sapiens_2b_epoch_660_torchscript.pt2", 1920),
+}
+
+@dataclass(frozen=True)
+class SapiensPin:
+    """The hub commit a variant's file is fetched at and the sha256 of its bytes (its Git LFS oid)."""
+
+    revision: str
+    sha256: str
+
+
+# From each file's page on the hub at that commit ("Git LFS Details": SHA256).
+SAPIENS_PINS: dict[str, SapiensPin] = {
+    "sapiens-0.3b": SapiensPin(
+        "41f19116d3200448dad6bd10f4b0f18e7602de05", "96c6b78fd21c5854225615a1927eb9fa40149154b3df9c9d7523bbae954a8b6c"
+    ),
+    "sapiens-0.6b": SapiensPin(
+        "92131446d55306633d7af0b80ab28a2879d7c378", "af52b2b2a14cbfa2fd364918b907b2aeed878ac500e0d321517bf952b13d5cd0"
+    ),
+    "sapiens-1b": SapiensPin(
+        "14761491f78e87cfbc270904c521c308e8ab2c39", "b5094b60a11ea8f94ef77b9e0a98439f677a5451c995e4dfda1de29538e8d861"
+    ),
+    "sapiens-2b": SapiensPin(
+        "f63d73283111ce86dbe71cfc913c531fc15b7153", "165fb01fdea960396fae1f3f80a21df9d8d8c517d2cba6f119192ab13088c3a0"
+    ),
 }
 DEFAULT_VARIANT = "sapiens-2b"  # what the paper uses
 NO_FEATURES = "none"
@@ -130,12 +159,13 @@ def _local_file(local_path: str | Path, filename: str) -> Path:
 
 
 def _hub_file(name: str, repo: str, filename: str) -> Path:
-    """The cached (or freshly downloaded) file; one actionable line on failure."""
+    """The cached (or freshly downloaded) file at the pinned commit, sha256 checked; one line on failure."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
 
+    pin = SAPIENS_PINS[name]
     try:
-        return Path(hf_hub_download(repo_id=repo, filename=filename))
+        path = Path(hf_hub_download(repo_id=repo, filename=filename, revision=pin.revision))
     except LocalEntryNotFoundError:
         raise Avat3rError(
             f"Sapiens weights '{name}' are not downloaded; run: avat3r weights download {name}"
@@ -145,10 +175,25 @@ def _hub_file(name: str, repo: str, filename: str) -> Path:
     except Exception as exc:  # hub errors are many; each becomes one line
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise Avat3rError(f"Sapiens weights '{name}': download failed: {type(exc).__name__}: {first}") from None
+    return verify_sapiens_file(name, path)
+
+
+def verify_sapiens_file(name: str, path: Path) -> Path:
+    """``path`` when its sha256 is the pinned one for variant ``name``; InputFileError otherwise."""
+    expected = SAPIENS_PINS[name].sha256
+    got = sha256_cached(path)
+    if got != expected:
+        # The snapshot entry links to a blob; removing the blob makes the next download fetch it again.
+        raise InputFileError(
+            path,
+            f"sha256 {got[:16]}... is not the pinned {expected[:16]}... of {name} (corrupt or changed); "
+            f"delete {path.resolve()} and run: avat3r weights download {name}",
+        )
+    return path
 
 
 def download_sapiens(variant: str = DEFAULT_VARIANT) -> Path:
-    """Fetch a variant's TorchScript file into the hub cache (no-op when cached); its path.
+    """Fetch a variant's TorchScript file into the hub cache (no-op when cached); its path, verified.
 
     For ``avat3r weights download sapiens-2b``. Unlike ``load_sapiens`` it says why a download
     could not happen instead of telling the user to run itself.
@@ -156,9 +201,9 @@ def download_sapiens(variant: str = DEFAULT_VARIANT) -> Path:
     from huggingface_hub import constants, try_to_load_from_cache
 
     name, repo, filename, _ = _variant_info(variant)
-    cached = try_to_load_from_cache(repo, filename)
+    cached = try_to_load_from_cache(repo, filename, revision=SAPIENS_PINS[name].revision)
     if isinstance(cached, str):
-        return Path(cached)
+        return verify_sapiens_file(name, Path(cached))
     if constants.HF_HUB_OFFLINE:
         raise Avat3rError(
             f"Sapiens weights '{name}' are not in the hub cache ({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE is set; "
@@ -181,14 +226,16 @@ def load_sapiens(
         variant: ``sapiens-0.3b`` | ``sapiens-0.6b`` | ``sapiens-1b`` | ``sapiens-2b`` (or ``sapiens``, ``2b``).
         device: where the parameters go (TorchScript ``map_location``).
         local_path: a ``.pt2``/``.pt`` file, or a folder holding the variant's file. Checked
-            before any hub call, so a local file never needs the network.
+            before any hub call, so a local file never needs the network. Without it the file
+            comes from the hub cache at the pinned commit and must have the pinned sha256.
 
     Returns:
         ``SapiensModel`` in eval mode; the module maps ``[B, 3, H, W]`` -> ``[B, C, H/16, W/16]``.
 
     Raises:
         Avat3rError: not downloaded (with the command that fixes it) or a hub failure.
-        InputFileError: a missing, corrupt or non-TorchScript file (the message names it).
+        InputFileError: a missing, corrupt or non-TorchScript file, or a hub file whose sha256 is
+            not the pinned one (the message names it).
     """
     import warnings
 

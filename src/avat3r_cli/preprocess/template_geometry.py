@@ -110,12 +110,34 @@ def _ellipsoid(center, radii, count: int, seed: int) -> tuple[np.ndarray, np.nda
     return points, normals / np.linalg.norm(normals, axis=1, keepdims=True)
 
 
-def _behind_face(points: np.ndarray, face: np.ndarray, margin: float = 0.01) -> np.ndarray:
+def behind_face(points: np.ndarray, face: np.ndarray, margin: float = 0.01) -> np.ndarray:
     """``[N]`` True where a point lies behind the face mask (or outside its outline)."""
     d2 = ((points[:, None, :2] - face[None, :, :2]) ** 2).sum(-1)
     nearest = d2.argmin(axis=1)
     over_face = d2[np.arange(len(points)), nearest] < 0.012**2
     return ~over_face | (points[:, 2] > face[nearest, 2] + margin)
+
+
+@dataclass(frozen=True)
+class ProxyPart:
+    """One ellipsoid of the head proxy (head frame, metres) and how densely it is sampled."""
+
+    center: tuple[float, float, float]
+    radii: tuple[float, float, float]
+    count: int
+    seed: int
+
+
+# Skull and hair, the two ears, the neck. The neck keeps only points below NECK_TOP_Y (the jaw line).
+SKULL = ProxyPart((0.0, -0.015, 0.035), (0.085, 0.12, 0.105), 9000, 0)
+EARS = tuple(ProxyPart((side * 0.077, 0.005, 0.035), (0.012, 0.03, 0.018), 400, 1) for side in (-1.0, 1.0))
+NECK = ProxyPart((0.0, 0.12, 0.04), (0.055, 0.09, 0.055), 3000, 2)
+NECK_TOP_Y = 0.06
+
+
+def proxy_part_points(part: ProxyPart, count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Points and outward normals ``[N, 3]`` on ``part`` (``count`` overrides its own density)."""
+    return _ellipsoid(part.center, part.radii, part.count if count is None else count, part.seed)
 
 
 @functools.lru_cache(maxsize=1)
@@ -127,14 +149,14 @@ def head_proxy(canonical_vertices: bytes) -> tuple[np.ndarray, ...]:
     ``canonical_vertices`` is the ``[468, 3]`` float32 array's bytes (hashable, for the cache).
     """
     face = np.frombuffer(canonical_vertices, dtype=np.float32).reshape(-1, 3)
-    skull, skull_n = _ellipsoid((0.0, -0.015, 0.035), (0.085, 0.12, 0.105), 9000, 0)
-    keep = _behind_face(skull, face)
+    skull, skull_n = proxy_part_points(SKULL)
+    keep = behind_face(skull, face)
     skull, skull_n = skull[keep], skull_n[keep]
     parts = [(skull, skull_n)]
-    for side in (-1.0, 1.0):
-        parts.append(_ellipsoid((side * 0.077, 0.005, 0.035), (0.012, 0.03, 0.018), 400, 1))
-    neck, neck_n = _ellipsoid((0.0, 0.12, 0.04), (0.055, 0.09, 0.055), 3000, 2)
-    keep = (neck[:, 1] > 0.06) & _behind_face(neck, face)  # below the jaw line only
+    for ear in EARS:
+        parts.append(proxy_part_points(ear))
+    neck, neck_n = proxy_part_points(NECK)
+    keep = (neck[:, 1] > NECK_TOP_Y) & behind_face(neck, face)  # below the jaw line only
     parts.append((neck[keep], neck_n[keep]))
     points = np.concatenate([p for p, _ in parts])
     normals = np.concatenate([n for _, n in parts])

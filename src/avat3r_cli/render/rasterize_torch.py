@@ -41,13 +41,11 @@ def rasterize_torch(
     visible = visible[torch.argsort(proj.depths.detach()[visible], stable=True)]
     colors = sh_to_color(gaussians.sh[visible], gaussians.means[visible], camera.center)
     feats = torch.cat([colors, proj.depths[visible, None]], dim=1)
-    means2d = proj.means2d[visible]
-    lists = build_tile_lists(means2d.detach(), proj.radii[visible], h, w)
-    acc, transmittance = composite_tiles(
-        means2d, proj.conics[visible], gaussians.opacities[visible], feats, lists
-    )
+    means2d, conics, opacities = proj.means2d[visible], proj.conics[visible], gaussians.opacities[visible]
+    lists = build_tile_lists(means2d.detach(), conics.detach(), opacities.detach(), proj.radii[visible], h, w)
+    acc, transmittance = composite_tiles(means2d, conics, opacities, feats, lists)
     acc = tiles_to_image(acc, lists, h, w)
-    transmittance = tiles_to_image(transmittance[..., None], lists, h, w)
+    transmittance = tiles_to_image(transmittance[:, None, :], lists, h, w)
     alpha = 1.0 - transmittance
     image = acc[:3] + transmittance * background[:, None, None]
     depth = acc[3:] / alpha.clamp(min=1e-10)

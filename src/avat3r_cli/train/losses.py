@@ -49,7 +49,8 @@ def ssim(x: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Ten
 
     Args:
         x, y: ``[N, C, H, W]`` images in 0..1 (C = 3 usually).
-        reduction: ``mean`` (a scalar over everything) or ``none`` (``[N]``, one per image).
+        reduction: ``mean`` (a scalar over everything), ``none`` (``[N]``, one per image) or
+            ``map`` (``[N, C, H, W]``, per pixel, for SSIM inside a mask).
 
     Returns:
         SSIM, 1 for identical images.
@@ -72,7 +73,9 @@ def ssim(x: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Ten
         return ssim_map.mean()
     if reduction == "none":
         return ssim_map.flatten(1).mean(dim=1)
-    raise ValueError(f"unknown reduction {reduction!r} (mean, none)")
+    if reduction == "map":
+        return ssim_map
+    raise ValueError(f"unknown reduction {reduction!r} (mean, none, map)")
 
 
 @dataclass

@@ -25,7 +25,8 @@ class RenderedSample:
     Attributes:
         pred: ``[M, 3, R, R]`` renders over the background (not clamped).
         target: ``[M, 3, R, R]`` targets composited over the same background.
-        num_gaussians: N, Gaussians above the confidence threshold (0 = nothing was drawn).
+        num_gaussians: N, Gaussians above the confidence threshold plus any anchor Gaussians
+            (0 = nothing was drawn).
     """
 
     pred: torch.Tensor

@@ -44,6 +44,7 @@ from avat3r_cli.model.config import ModelConfig, get_preset
 from avat3r_cli.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from avat3r_cli.train.emphasis import changed_pixel_weights, expression_statistics
 from avat3r_cli.train.losses import photometric_loss
+from avat3r_cli.train.neutral import training_neutral
 from avat3r_cli.train.subjects import SubjectPool, find_subjects, split_subjects
 from avat3r_cli.train.step import render_sample
 from avat3r_cli.train.validation import validate
@@ -65,7 +66,9 @@ class TrainConfig:
     expression emphasis of ``train/emphasis.py``; ``expression_mixing`` and ``expression_field``
     turn on the preset's expression channel mixing (``model/modulation.py``) and expression field
     (``model/expression_field.py``); both start as the identity, so they can be added to
-    ``init_from`` weights trained without them.
+    ``init_from`` weights trained without them. ``anchor_gaussians`` replaces the preset's number
+    of anchor queries (0 = none; ``model/anchor_gaussians.py``); a run that builds anchors the
+    weights lack places them on the template head (``preprocess/anchor_points.py``).
     """
 
     data_dir: Path
@@ -94,6 +97,7 @@ class TrainConfig:
     reinit: tuple[str, ...] = ()
     expression_mixing: bool = False
     expression_field: bool = False
+    anchor_gaussians: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -195,16 +199,18 @@ def _prepare_run(cfg: TrainConfig, dist: _Dist, device: torch.device):
         if cfg.init_from:
             model = _initial_weights(cfg, device)
         else:
-            model = Avat3r(_model_config(cfg)).to(device)
+            model = _place_anchors(Avat3r(_model_config(cfg))).to(device)
         if model.config.feature_dim:
             raise Avat3rError(f"the model needs {model.config.feature_backend} image features; "
                               "prepared datasets hold none yet (use tiny, small or base)")
         opt_state, start, tensors = None, 0, {}
-        subjects = find_subjects(cfg.data_dir, model.config.image_size, cfg.geometry)
+        subjects = find_subjects(cfg.data_dir, model.config.input_size, cfg.geometry)
         train_subjects, val_subjects = split_subjects(subjects, cfg.num_subjects_val)
-    pool = SubjectPool(cfg.data_dir, model.config.image_size, model.config.geometry_backend)
+    pool = SubjectPool(cfg.data_dir, model.config.input_size, model.config.geometry_backend)
     if not cfg.resume:
-        model.set_expression_stats(*expression_statistics([pool.get(s) for s in train_subjects]))
+        training = [pool.get(s) for s in train_subjects]
+        model.set_expression_stats(*expression_statistics(training))
+        model.set_neutral_expression(training_neutral(training))
     dist.barrier()  # every rank has checked the folder before rank 0 writes into it
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
     if opt_state is not None:
@@ -216,7 +222,7 @@ def _prepare_run(cfg: TrainConfig, dist: _Dist, device: torch.device):
         run.mkdir(parents=True, exist_ok=True)
         if not cfg.resume:
             doc = {"train": train_subjects, "val": val_subjects, "data_dir": str(cfg.data_dir),
-                   "geometry": cfg.geometry, "resolution": model.config.image_size}
+                   "geometry": cfg.geometry, "resolution": model.config.input_size}
             with atomic_output(run / "split.json") as tmp:
                 tmp.write_text(json.dumps(doc, indent=2) + "\n")
         _truncate_log(run / "log.jsonl", start)
@@ -224,24 +230,45 @@ def _prepare_run(cfg: TrainConfig, dist: _Dist, device: torch.device):
 
 
 def _model_config(cfg: TrainConfig) -> ModelConfig:
-    """``cfg.preset`` reading ``cfg.geometry`` maps, with the expression mixing / field when asked for."""
+    """``cfg.preset`` reading ``cfg.geometry`` maps, with the expression mixing / field when asked
+    for and ``cfg.anchor_gaussians`` anchors when given."""
     config = get_preset(cfg.preset)
+    anchors = config.anchor_gaussians if cfg.anchor_gaussians is None else cfg.anchor_gaussians
     # Every preset has the modulation the mixing extends.
-    return config.replace(
-        geometry_backend=cfg.geometry,
-        expression_mixing=config.expression_mixing or cfg.expression_mixing,
-        expression_field=config.expression_field or cfg.expression_field,
-    )
+    try:
+        return config.replace(
+            geometry_backend=cfg.geometry,
+            expression_mixing=config.expression_mixing or cfg.expression_mixing,
+            expression_field=config.expression_field or cfg.expression_field,
+            anchor_gaussians=anchors,
+        )
+    except ValueError as exc:
+        raise Avat3rError(str(exc)) from None
+
+
+def _place_anchors(model: Avat3r) -> Avat3r:
+    """``model`` with its anchor queries on the template head (a no-op without anchors)."""
+    if model.anchors is None:
+        return model
+    from avat3r_cli.preprocess.anchor_points import anchor_points
+
+    try:
+        points = anchor_points(model.config.anchor_gaussians)
+    except ValueError as exc:
+        raise Avat3rError(f"--anchor-gaussians: {exc}") from None
+    model.set_anchor_points(torch.from_numpy(points.copy()))
+    return model
 
 
 def _initial_weights(cfg: TrainConfig, device: torch.device) -> Avat3r:
     """``cfg.preset``'s model with the tensors of ``cfg.init_from`` copied in.
 
     Every tensor of the weights must fit the preset by name and shape; tensors the weights lack
-    (a module the preset adds, e.g. the expression modulation, which starts as the identity) keep
-    their fresh initialisation. ``cfg.reinit`` submodules are then drawn afresh.
+    (a module the preset adds, e.g. the expression modulation, which starts as the identity, or
+    the anchor Gaussians, which start fresh on the template head) keep their fresh initialisation.
+    ``cfg.reinit`` submodules are then drawn afresh.
     """
-    model = Avat3r(_model_config(cfg)).to(device)
+    model = _place_anchors(Avat3r(_model_config(cfg))).to(device)
     folder, source, _ = resolve_verified(cfg.init_from)
     trained_on = read_config(folder).get("geometry_backend")
     if trained_on != cfg.geometry:

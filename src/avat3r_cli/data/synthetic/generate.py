@@ -24,9 +24,10 @@ from PIL import Image
 
 from avat3r_cli.core.expressions import EXPRESSION_DIM
 from avat3r_cli.data.layout import cameras_to_json, write_dataset_index
-from avat3r_cli.data.synthetic.cameras import synth_cameras
+from avat3r_cli.core.camera import Camera
+from avat3r_cli.data.synthetic.cameras import SynthCamera, synth_cameras
 from avat3r_cli.data.synthetic.deformers import DEFORMERS, weights_vector
-from avat3r_cli.data.synthetic.head import head_model
+from avat3r_cli.data.synthetic.head import HeadSamples, head_model
 from avat3r_cli.data.synthetic.identity import Identity, sample_identity
 from avat3r_cli.io.atomic import atomic_output
 from avat3r_cli.render.api import render
@@ -103,6 +104,69 @@ def _to_uint8(x: torch.Tensor) -> np.ndarray:
     return (x.clamp(0, 1).permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
 
 
+@dataclass
+class SubjectPlan:
+    """What a subject's seed decides before any image is rendered.
+
+    Attributes:
+        rng: the subject's generator, positioned where the per-image draws start (each image, in
+            timestep-major, camera-minor order, draws its background, then its sensor noise).
+        identity: the procedural person.
+        drawn: C cameras (0 frontal) with their input flags.
+        expressions: T deformer weight dicts (0 neutral).
+        noise: the standard deviation of this subject's sensor noise.
+    """
+
+    rng: np.random.Generator
+    identity: Identity
+    drawn: list[SynthCamera]
+    expressions: list[dict[str, float]]
+    noise: float
+
+    @property
+    def cameras(self) -> list[Camera]:
+        return [d.camera for d in self.drawn]
+
+    def detection_order(self) -> list[int]:
+        """Camera indices by angle from the frontal camera's axis: where to look when MediaPipe
+        misses camera 0."""
+        axes = [c.world_to_cam[2, :3] for c in self.cameras]
+        return sorted(range(len(axes)), key=lambda i: -float(axes[i] @ axes[0]))
+
+    def image_draws(self, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next image's background and sensor noise, both ``[3, R, R]`` (advances ``rng``)."""
+        background = _background(self.rng, resolution)
+        grain = torch.from_numpy(self.rng.standard_normal((3, resolution, resolution), dtype=np.float32))
+        return background, grain * self.noise
+
+
+def subject_plan(seed: int, timesteps: int, cameras: int, resolution: int) -> SubjectPlan:
+    """The identity, cameras and expressions of the subject with ``seed`` (as ``generate_subject``
+    draws them), so a subset of its images can be re-rendered exactly (``frontal.py``)."""
+    if timesteps < 1 or cameras < 1 or resolution < 16:
+        raise ValueError("need timesteps >= 1, cameras >= 1 and resolution >= 16")
+    rng = np.random.default_rng(seed)
+    identity = sample_identity(rng)
+    drawn = synth_cameras(rng, cameras, resolution)
+    expressions = [{}] + [expression_noise(rng, random_expression(rng)) for _ in range(timesteps - 1)]
+    noise = float(rng.uniform(*SENSOR_NOISE))
+    return SubjectPlan(rng, identity, drawn, expressions, noise)
+
+
+def render_view(
+    head: HeadSamples, identity: Identity, camera: Camera, draws: tuple[torch.Tensor, torch.Tensor]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(rgb uint8 [R, R, 3], mask uint8 [R, R])`` of ``head`` seen by ``camera`` over the
+    image's ``(background, noise)`` draws (``SubjectPlan.image_draws``)."""
+    background, grain = draws
+    with torch.no_grad():
+        out = render(head.gaussians(identity.lighting, camera), camera, (0.0, 0.0, 0.0))
+    # Rendered over black, the image is premultiplied: add the background behind it.
+    rgb = _to_uint8(out.image + (1.0 - out.alpha) * background + grain)
+    mask = (out.alpha[0].clamp(0, 1).numpy() * 255.0).round().astype(np.uint8)
+    return rgb, mask
+
+
 @dataclass(frozen=True)
 class SubjectSummary:
     """What ``generate_subject`` wrote: identity, sizes and how MediaPipe did."""
@@ -126,20 +190,12 @@ def generate_subject(root: str | Path, seed: int, timesteps: int = 6, cameras: i
     expressions.npy ``[T, 52]`` (MediaPipe on camera 0, else the nearest detected camera, else
     zeros), deformers.npy ``[T, len(DEFORMERS)]``, deformers.json and synth.json.
     """
-    if timesteps < 1 or cameras < 1 or resolution < 16:
-        raise ValueError("need timesteps >= 1, cameras >= 1 and resolution >= 16")
     root = Path(root)
-    rng = np.random.default_rng(seed)
-    identity = sample_identity(rng)
-    drawn = synth_cameras(rng, cameras, resolution)
-    cams = [d.camera for d in drawn]
+    plan = subject_plan(seed, timesteps, cameras, resolution)
+    identity, drawn, cams, expressions = plan.identity, plan.drawn, plan.cameras, plan.expressions
     names = [f"cam_{i:02d}" for i in range(cameras)]
-    expressions = [{}] + [expression_noise(rng, random_expression(rng)) for _ in range(timesteps - 1)]
-    noise = float(rng.uniform(*SENSOR_NOISE))
     model = head_model(identity)
-    # Views by angle from the frontal camera's axis: where to look when MediaPipe misses camera 0.
-    axes = [c.world_to_cam[2, :3] for c in cams]
-    order = sorted(range(cameras), key=lambda i: -float(axes[i] @ axes[0]))
+    order = plan.detection_order()
     codes = np.zeros((timesteps, EXPRESSION_DIM), np.float32)
     missed_frontal = missed_all = n_gauss = 0
     total, done = timesteps * cameras, 0
@@ -148,13 +204,7 @@ def generate_subject(root: str | Path, seed: int, timesteps: int = 6, cameras: i
         n_gauss = len(head.means)
         images = []
         for name, cam in zip(names, cams):
-            bg = _background(rng, resolution)
-            with torch.no_grad():
-                out = render(head.gaussians(identity.lighting, cam), cam, (0.0, 0.0, 0.0))
-            # Rendered over black, the image is premultiplied: add the background behind it.
-            grain = torch.from_numpy(rng.standard_normal((3, resolution, resolution), dtype=np.float32)) * noise
-            rgb = _to_uint8(out.image + (1.0 - out.alpha) * bg + grain)
-            mask = (out.alpha[0].clamp(0, 1).numpy() * 255.0).round().astype(np.uint8)
+            rgb, mask = render_view(head, identity, cam, plan.image_draws(resolution))
             for kind, array in (("images", rgb), ("masks", mask)):
                 folder = root / kind / f"{t:03d}"
                 folder.mkdir(parents=True, exist_ok=True)
@@ -179,7 +229,7 @@ def generate_subject(root: str | Path, seed: int, timesteps: int = 6, cameras: i
     (root / "deformers.json").write_text(json.dumps({"names": list(DEFORMERS)}) + "\n")
     summary = SubjectSummary(root.name, identity, n_gauss, missed_frontal, missed_all)
     meta = {"generator_version": GENERATOR_VERSION, "seed": seed, "timesteps": timesteps, "cameras": cameras,
-            "resolution": resolution, "labelled": analyzer is not None, "sensor_noise": noise, **summary.to_dict(),
+            "resolution": resolution, "labelled": analyzer is not None, "sensor_noise": plan.noise, **summary.to_dict(),
             "camera_draws": {name: d.to_dict() for name, d in zip(names, drawn)}}
     (root / "synth.json").write_text(json.dumps(meta, indent=1) + "\n")
     return summary
