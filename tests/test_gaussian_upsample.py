@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from avat3r_cli.core.errors import Avat3rError
 from avat3r_cli.model.avat3r import Avat3r, maps_to_gaussians
 from avat3r_cli.model.config import get_preset
 from avat3r_cli.model.inputs import ViewInputs
@@ -88,3 +89,23 @@ def test_scales_follow_the_crop_pixels_footprint() -> None:
         b = two(doubled(x), expression(0)).scales
     # Same depth at every 2x2 copy, half the focal length per pixel at 2x: half the footprint.
     torch.testing.assert_close(b[:, :, ::2, ::2], 0.5 * a, atol=1e-6, rtol=1e-4)
+
+
+def test_train_with_upsampled_gaussians_from_one_per_pixel_weights(tmp_path) -> None:
+    """``--gaussian-upsample 2`` trains on 2x crops, and weights trained with one Gaussian per
+    network pixel start such a run (the option adds no tensors)."""
+    from test_train import config, make_tiny_dataset, read_log
+
+    from avat3r_cli.pipeline.models import load_avat3r
+    from avat3r_cli.train.trainer import train
+
+    data = make_tiny_dataset(tmp_path / "data", num_subjects=2, r=TINY2.input_size)
+    base = make_tiny_dataset(tmp_path / "data64", num_subjects=2)
+    train(config(base, tmp_path / "base", steps=1))
+    run = tmp_path / "run"
+    train(config(data, run, steps=2, init_from=str(tmp_path / "base" / "model"), gaussian_upsample=2))
+    model, info = load_avat3r(str(run / "model"))
+    assert info.config["gaussian_upsample"] == 2 and model.config.input_size == 128
+    assert [r["step"] for r in read_log(run)] == [1, 2]
+    with pytest.raises(Avat3rError, match="prepared_r128"):
+        train(config(base, tmp_path / "wrong", steps=1, gaussian_upsample=2))  # 64^2 data for a 128^2 model

@@ -73,6 +73,14 @@ def train(
             help="Anchor queries on the template head that fill what no photo sees (default: the preset's; 0: none).",
         ),
     ] = None,
+    gaussian_upsample: Annotated[
+        int | None,
+        typer.Option(
+            "--gaussian-upsample", metavar="F",
+            help="Gaussians per network pixel along each side: crops and targets F times the network's "
+            "grid (1, 2 or 4; default: the preset's).",
+        ),
+    ] = None,
     stop_after: Annotated[
         int | None, typer.Option(min=1, help="Stop after this step (resume later); the schedule still spans --steps.")
     ] = None,
@@ -91,14 +99,17 @@ def train(
         device=device, resume=resume, geometry=geometry, consistent_inputs=consistent_inputs,
         num_subjects_val=val_subjects, stop_after=stop_after, changed_weight=changed_weight, init_from=init,
         reinit=tuple(reinit or ()), expression_mixing=expression_mixing,
-        expression_field=expression_field, anchor_gaussians=anchor_gaussians,
+        expression_field=expression_field, anchor_gaussians=anchor_gaussians, gaussian_upsample=gaussian_upsample,
     )
     if not resume:
         from avat3r_cli.model.config import get_preset
         from avat3r_cli.pipeline.dataset import ensure_prepared
 
         try:
-            resolution = get_preset(preset).input_size
+            config = get_preset(preset)
+            if gaussian_upsample is not None:
+                config = config.replace(gaussian_upsample=gaussian_upsample)
+            resolution = config.input_size
         except ValueError as error:
             from avat3r_cli.core.errors import Avat3rError
 

@@ -38,11 +38,11 @@ import torch
 from avat3r_cli.core.errors import Avat3rError
 from avat3r_cli.core.runtime import resolve_device, seed_everything
 from avat3r_cli.io.atomic import atomic_output
-from avat3r_cli.io.weights import WEIGHTS_FILE, read_config, read_state_dict, resolve_verified, save_model
+from avat3r_cli.io.weights import save_model
 from avat3r_cli.model.avat3r import Avat3r
-from avat3r_cli.model.config import ModelConfig, get_preset
 from avat3r_cli.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from avat3r_cli.train.emphasis import changed_pixel_weights, expression_statistics
+from avat3r_cli.train.initial_model import initial_weights, model_config, place_anchors
 from avat3r_cli.train.losses import photometric_loss
 from avat3r_cli.train.neutral import training_neutral
 from avat3r_cli.train.subjects import SubjectPool, find_subjects, split_subjects
@@ -98,6 +98,7 @@ class TrainConfig:
     expression_mixing: bool = False
     expression_field: bool = False
     anchor_gaussians: int | None = None
+    gaussian_upsample: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -197,9 +198,9 @@ def _prepare_run(cfg: TrainConfig, dist: _Dist, device: torch.device):
             raise Avat3rError("--reinit only applies to weights given with --init")
         seed_everything(cfg.seed)  # identical initial weights on every rank (DDP also broadcasts)
         if cfg.init_from:
-            model = _initial_weights(cfg, device)
+            model = initial_weights(cfg, device)
         else:
-            model = _place_anchors(Avat3r(_model_config(cfg))).to(device)
+            model = place_anchors(Avat3r(model_config(cfg))).to(device)
         if model.config.feature_dim:
             raise Avat3rError(f"the model needs {model.config.feature_backend} image features; "
                               "prepared datasets hold none yet (use tiny, small or base)")
@@ -227,68 +228,6 @@ def _prepare_run(cfg: TrainConfig, dist: _Dist, device: torch.device):
                 tmp.write_text(json.dumps(doc, indent=2) + "\n")
         _truncate_log(run / "log.jsonl", start)
     return model, optimizer, start, train_subjects, val_subjects, pool
-
-
-def _model_config(cfg: TrainConfig) -> ModelConfig:
-    """``cfg.preset`` reading ``cfg.geometry`` maps, with the expression mixing / field when asked
-    for and ``cfg.anchor_gaussians`` anchors when given."""
-    config = get_preset(cfg.preset)
-    anchors = config.anchor_gaussians if cfg.anchor_gaussians is None else cfg.anchor_gaussians
-    # Every preset has the modulation the mixing extends.
-    try:
-        return config.replace(
-            geometry_backend=cfg.geometry,
-            expression_mixing=config.expression_mixing or cfg.expression_mixing,
-            expression_field=config.expression_field or cfg.expression_field,
-            anchor_gaussians=anchors,
-        )
-    except ValueError as exc:
-        raise Avat3rError(str(exc)) from None
-
-
-def _place_anchors(model: Avat3r) -> Avat3r:
-    """``model`` with its anchor queries on the template head (a no-op without anchors)."""
-    if model.anchors is None:
-        return model
-    from avat3r_cli.preprocess.anchor_points import anchor_points
-
-    try:
-        points = anchor_points(model.config.anchor_gaussians)
-    except ValueError as exc:
-        raise Avat3rError(f"--anchor-gaussians: {exc}") from None
-    model.set_anchor_points(torch.from_numpy(points.copy()))
-    return model
-
-
-def _initial_weights(cfg: TrainConfig, device: torch.device) -> Avat3r:
-    """``cfg.preset``'s model with the tensors of ``cfg.init_from`` copied in.
-
-    Every tensor of the weights must fit the preset by name and shape; tensors the weights lack
-    (a module the preset adds, e.g. the expression modulation, which starts as the identity, or
-    the anchor Gaussians, which start fresh on the template head) keep their fresh initialisation.
-    ``cfg.reinit`` submodules are then drawn afresh.
-    """
-    model = _place_anchors(Avat3r(_model_config(cfg))).to(device)
-    folder, source, _ = resolve_verified(cfg.init_from)
-    trained_on = read_config(folder).get("geometry_backend")
-    if trained_on != cfg.geometry:
-        raise Avat3rError(f"{source}: trained on {trained_on!r} position maps, "
-                          f"this run reads {cfg.geometry!r} (pass --geometry {trained_on})")
-    state = read_state_dict(folder / WEIGHTS_FILE, device=device)
-    own = model.state_dict()
-    misfits = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
-    if misfits:
-        raise Avat3rError(f"{source}: {len(misfits)} tensor(s) do not fit preset {cfg.preset!r} (e.g. {misfits[0]}); "
-                          "pass the --preset the weights were trained with")
-    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
-    modules = dict(model.named_modules())
-    for name in cfg.reinit:
-        if not name or name not in modules:
-            raise Avat3rError(f"--reinit {name!r}: the model has no such submodule (e.g. transformer.expression)")
-        for sub in modules[name].modules():
-            if hasattr(sub, "reset_parameters"):
-                sub.reset_parameters()
-    return model
 
 
 def _truncate_log(path: Path, step: int) -> None:
