@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from avat3r_cli.data.synthetic.generate import head_camera
+from avat3r_cli.data.synthetic.cameras import head_camera
 from avat3r_cli.data.synthetic.head import head_model
 from avat3r_cli.data.synthetic.identity import sample_identity
 from avat3r_cli.render import render
@@ -33,7 +33,6 @@ def render_photos(seed: int) -> dict[str, np.ndarray]:
     """The four photos as ``uint8 [512, 512, 3]`` arrays, by file name."""
     identity = sample_identity(np.random.default_rng(seed))
     samples = head_model(identity).samples({})
-    gaussians = samples.gaussians(identity.light)
     wall = torch.tensor(WALL)
     photos = {}
     for name, yaw, pitch in SHOTS:
@@ -41,7 +40,7 @@ def render_photos(seed: int) -> dict[str, np.ndarray]:
         camera = head_camera(yaw, pitch, 0.8, RESOLUTION)
         camera.K[:2, :2] *= 0.75
         with torch.no_grad():
-            out = render(gaussians, camera, wall)
+            out = render(samples.gaussians(identity.lighting, camera), camera, wall)
         photos[name] = (out.image.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     return photos
 

@@ -17,6 +17,7 @@ import tomllib
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import pytest
 import typer
 from PIL import Image
@@ -170,7 +171,7 @@ def test_off_a_terminal_create_prints_one_line_per_stage(weights: Path, tmp_path
     stages = [line.split("] ", 1)[1] for line in lines if line.startswith("[")]
     from avat3r_cli.pipeline.expression_tour import TOUR_FPS, frames_per_expression, tour_frames
 
-    tour = len(tour_frames(frames_per_expression(min(2, TOUR_FPS)))[0])
+    tour = len(tour_frames(frames_per_expression(min(2, TOUR_FPS)), np.zeros(52, np.float32))[0])
     assert stages == ["Preprocessing", "Loading model", "Encoding", "Turntable (2)", f"Expressions ({tour})"]
     assert lines[-1].startswith("Wrote ") and "\x1b" not in result.stderr  # no live bars, no escapes
 
