@@ -193,3 +193,16 @@ def test_tour_eases_in_and_out_from_the_neutral_code() -> None:
     assert np.array_equal(others, np.repeat(np.delete(neutral, 25)[None], 5, axis=0))  # the rest stays neutral
     one, _ = tour_frames(1, neutral)
     assert one[1, 25] == pytest.approx(0.9)  # one frame per expression still shows its peak
+
+
+def test_the_refinement_penalty_holds_residuals_near_zero_and_smooth() -> None:
+    from avat3r_cli.pipeline.bundle import zero_residuals
+    from avat3r_cli.pipeline.refine import SPREADS, residual_penalty
+
+    zero = zero_residuals(2, 8, 8)
+    assert float(residual_penalty(zero)) == 0.0
+    # The same magnitude (one spread) everywhere: flat costs proximity only, a checkerboard more.
+    flat = {k: torch.full_like(t, SPREADS[k]) for k, t in zero.items()}
+    signs = (torch.arange(8)[:, None] + torch.arange(8)[None, :]) % 2 * 2.0 - 1.0
+    checker = {k: SPREADS[k] * signs[None, :, :, None].expand_as(t) for k, t in zero.items()}
+    assert 0.0 < float(residual_penalty(flat)) < float(residual_penalty(checker))

@@ -13,6 +13,14 @@ Targets: the avatar only covers the pixels whose position-map confidence passes 
 so each crop is compared with the background outside that mask (as the training data are
 matted); fitting the photo's real background would only smear Gaussians over it.
 
+Regularisation (what keeps unseen views from getting worse): the photos constrain every
+Gaussian only from the few directions they were taken from, so an unpenalised fit moves depth,
+shrinks and hides Gaussians in ways that match the inputs and break every other view. Two terms
+hold the residuals back, each in units of a per-attribute spread (``SPREADS``): a proximity
+term (mean squared residual: stay close to the network's prediction) and a smoothness term (mean
+absolute difference between neighbouring pixels' residuals: neighbours change together, so depth
+stays smooth and no single Gaussian is tuned to one photo's pixel).
+
 The residuals returned are those of the step with the best mean input-view PSNR (step 0 is
 the model's own prediction), so refinement never reports a worse fit than it started from.
 
@@ -37,6 +45,11 @@ from avat3r_cli.train.losses import photometric_loss
 # Per-attribute learning rates, in the units of each residual. Larger than 3DGS's (which runs
 # 30k steps) because test-time fitting runs tens to hundreds; offsets stay sub-millimetre per step.
 LEARNING_RATES: dict[str, float] = {"offset": 2e-4, "sh_dc": 1e-2, "log_scale": 1e-2, "opacity_logit": 5e-2}
+# Residual sizes the penalties count as "one unit": 2 mm of offset, about 0.14 of colour (SH dc
+# 0.5), a factor e^0.5 of scale, and a logit shift of 2.
+SPREADS: dict[str, float] = {"offset": 2e-3, "sh_dc": 0.5, "log_scale": 0.5, "opacity_logit": 2.0}
+PROXIMITY_WEIGHT = 0.1
+SMOOTHNESS_WEIGHT = 0.1
 BACKGROUND = (1.0, 1.0, 1.0)
 MAX_STEPS = 100_000
 
@@ -84,13 +97,24 @@ def refine_targets(avatar: Avatar, background: tuple[float, float, float] = BACK
     return images * mask + bg * (1.0 - mask)
 
 
+def residual_penalty(residuals: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Proximity + smoothness penalty (module docstring) of residual maps ``{name: [V, H, W, C]}``; a scalar."""
+    total = torch.zeros((), device=next(iter(residuals.values())).device)
+    for name, r in residuals.items():
+        unit = r / SPREADS[name]
+        along_w = (unit[:, :, 1:] - unit[:, :, :-1]).abs().mean()
+        along_h = (unit[:, 1:] - unit[:, :-1]).abs().mean()
+        total = total + PROXIMITY_WEIGHT * unit.square().mean() + SMOOTHNESS_WEIGHT * (along_w + along_h)
+    return total
+
+
 def refine_avatar(
     avatar: Avatar,
     steps: int,
     learning_rates: dict[str, float] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> RefineResult:
-    """Fit residual maps for ``steps`` Adam steps over all input views (module docstring).
+    """Fit residual maps for ``steps`` Adam steps over all input views, penalised (module docstring).
 
     Args:
         avatar: the avatar to refine (its current residuals are ignored; fitting starts at 0).
@@ -131,6 +155,8 @@ def refine_avatar(
                     # Backward per view: one view's graph alive at a time keeps memory flat.
                     (photometric_loss(image[None], targets[i][None]).total / v).backward()
                 mses.append(float(((image.detach().clamp(0.0, 1.0) - targets[i]) ** 2).mean()))
+            if train:
+                residual_penalty(params).backward()
         score = sum(psnr(m) for m in mses) / v
         if step == 0:
             before = score
