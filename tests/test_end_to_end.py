@@ -137,3 +137,14 @@ def test_the_view_from_behind_shows_the_back_of_a_head(avatar_dir):
     check = back_view_check(Avatar.load(avatar_dir).neutral())
     assert abs(check.mirror_correlation) < 0.25, check
     assert check.back_depth_m < -0.03, check
+
+
+def test_a_one_photo_avatar_is_closed_behind(tmp_path):
+    # One frontal photo: no pixel sees the back, so only the anchor Gaussians can close it.
+    Image.fromarray(skimage_data.astronaut()).save(tmp_path / "astronaut.png")
+    made = runner.invoke(app, ["create", str(tmp_path / "astronaut.png"), "-o", str(tmp_path / "a"), "--no-video"],
+                         env={"AVAT3R_CACHE": str(tmp_path / "cache")})
+    assert made.exit_code == 0, made.output
+    check = back_view_check(Avatar.load(tmp_path / "a").neutral())
+    assert abs(check.mirror_correlation) < 0.25, check
+    assert check.back_depth_m < -0.03, check

@@ -172,7 +172,7 @@ def test_off_a_terminal_create_prints_one_line_per_stage(weights: Path, tmp_path
     from avat3r_cli.pipeline.expression_tour import TOUR_FPS, frames_per_expression, tour_frames
 
     tour = len(tour_frames(frames_per_expression(min(2, TOUR_FPS)), np.zeros(52, np.float32))[0])
-    assert stages == ["Preprocessing", "Loading model", "Encoding", "Turntable (2)", f"Expressions ({tour})"]
+    assert stages == ["Preprocessing", "Loading model", "Encoding", "Refining (50)", "Turntable (2)", f"Expressions ({tour})"]
     assert lines[-1].startswith("Wrote ") and "\x1b" not in result.stderr  # no live bars, no escapes
 
 

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from avat3r_cli.cli.create_cmd import DEFAULT_REFINE_STEPS
 from avat3r_cli.cli.progress import progress_bar
 
 
@@ -68,7 +69,10 @@ def evaluate(
         bool,
         typer.Option("--ceiling", help="Data: also read the ground-truth frontal views the same way (the ceiling)."),
     ] = False,
-    refine: Annotated[int, typer.Option(help="Photos: test-time fitting steps per avatar, as create --refine.")] = 0,
+    refine: Annotated[
+        int | None,
+        typer.Option(help=f"Photos: test-time fitting steps per avatar, as create --refine (default {DEFAULT_REFINE_STEPS}, as create).", show_default=False),
+    ] = None,
     resolution: Annotated[
         int | None,
         typer.Option(help="Photos: crop side of the comparison (default: the model's image size).", show_default=False),
@@ -93,11 +97,11 @@ def evaluate(
             raise typer.BadParameter("--photos needs the photos as arguments")
         if not leave_one_out:
             raise typer.BadParameter("--photos needs --leave-one-out (the photo protocol: each photo held out in turn)")
-        _evaluate_photos(photo_paths, weights, refine, resolution, device, not no_cache, sheet, json_output)
+        _evaluate_photos(photo_paths, weights, DEFAULT_REFINE_STEPS if refine is None else refine, resolution, device, not no_cache, sheet, json_output)
         return
     if data is None:
         raise typer.BadParameter("give --data DIR (held-out dataset subjects) or --photos PHOTO... --leave-one-out")
-    if refine or resolution is not None or sheet is not None or leave_one_out:
+    if refine is not None or resolution is not None or sheet is not None or leave_one_out:
         raise typer.BadParameter("--refine, --resolution, --sheet and --leave-one-out are for --photos")
     _evaluate_data(data, weights, subjects, samples, inputs, targets, baselines, seed, device, expressions, bootstrap,
                    ceiling, json_output)
