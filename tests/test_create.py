@@ -61,7 +61,7 @@ def test_create_writes_every_file(weights: Path, photos: Path, tmp_path: Path) -
     assert report["photos"]["used"] == ["astronaut.png"] and report["photos"]["skipped"] == []
     assert report["model"]["sha256"] == sha256_file(weights / "model.safetensors")
     # Refinement is on by default (cli/create_cmd.py) and what it did is in the report.
-    assert report["refine"]["steps"] == 50 and report["refine"]["psnr_after"] >= report["refine"]["psnr_before"]
+    assert report["refine"]["steps"] == 50 and report["refine"]["best_step"] > 0
     assert set(report["timings"]) >= {"load_model", "preprocess", "turntable"}
 
     gaussians = read_ply(out / "avatar.ply")
