@@ -2,7 +2,7 @@
 
 The real checkpoint (2.28 GB) is never needed: a tiny random configuration exercises the code,
 the full configuration is built on the meta device and compared with the key list of
-``reference/avat3r.md`` section 9, and hub loading runs against a hand-made offline cache.
+``docs/paper.md`` section 9, and hub loading runs against a hand-made offline cache.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def test_single_view_is_paired_with_itself(tiny: Dust3r) -> None:
 
 
 def expected_reference_keys() -> set[str]:
-    """The state-dict keys of reference/avat3r.md section 9, generated."""
+    """The state-dict keys of docs/paper.md section 9, generated."""
     wb = (".weight", ".bias")
     keys = {"patch_embed.proj.weight", "patch_embed.proj.bias", "mask_token"}
     keys |= {f"enc_norm{s}" for s in wb} | {f"decoder_embed{s}" for s in wb} | {f"dec_norm{s}" for s in wb}

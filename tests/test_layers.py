@@ -1,6 +1,6 @@
 """Static checks of the source tree: layer direction, file length, no pickle, light CLI imports.
 
-Layer rules (DESIGN.md, "imports point downward only"), checked on every ``avat3r_cli`` import
+Layer rules (README.md, "imports point downward only"), checked on every ``avat3r_cli`` import
 in every module under ``src/avat3r_cli`` -- absolute or relative, at module level or inside a
 function, under ``TYPE_CHECKING`` or not:
 

@@ -1,4 +1,4 @@
-"""3D Gaussian splats as ``.ply`` in the standard INRIA 3DGS vertex layout (DESIGN.md).
+"""3D Gaussian splats as ``.ply`` in the standard INRIA 3DGS vertex layout (README.md, "How it works").
 
 On disk each Gaussian is one ``vertex`` row of float32 properties::
 

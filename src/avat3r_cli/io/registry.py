@@ -1,7 +1,7 @@
 """The one registry of known Avat3r weights: where they come from, their hashes and licence.
 
 No Avat3r weights have been published (the authors' repository is an empty placeholder, see
-``reference/avat3r.md``), so the registry starts empty. Entries are added only for files that
+``docs/paper.md``), so the registry starts empty. Entries are added only for files that
 exist, with the sha256 of the exact bytes: the project's own trained models go here, either as a
 hub repo pinned to a commit or as a folder shipped in the package (``path``, relative to the
 bundled assets folder, ``io/bundled.py``). Nothing here imports torch.

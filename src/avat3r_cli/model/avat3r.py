@@ -1,4 +1,4 @@
-"""The Avat3r animatable large reconstruction model (``reference/avat3r.md`` §2, §3, §11, §12).
+"""The Avat3r animatable large reconstruction model (``docs/paper.md`` §2, §3, §11, §12).
 
 Forward in named stages, as DUSt3R / VGGT do: tokenize -> transformer -> upsample -> heads ->
 skips. It is split for animation:

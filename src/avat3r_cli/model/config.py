@@ -1,6 +1,6 @@
 """The model's hyper-parameters (``ModelConfig``) and the named presets.
 
-What the paper fixes and what is a default here (tags as in ``reference/avat3r.md``): the data
+What the paper fixes and what is a default here (tags as in ``docs/paper.md``): the data
 flow, 8 blocks of [self-attention -> cross-attention to 4 expression tokens -> MLP], 512^2 crops,
 position and colour skips and a confidence threshold of 0.5 are the paper's ([P]/[S]). Patch 16,
 width 1024, 16 heads, the GRM-style upsampler and every activation constant are [I] defaults.
@@ -212,7 +212,7 @@ class Preset:
     note: str = field(default="")
 
 
-# Presets. Token count, not width, sets the cost on a CPU (reference/cpu-performance.md §2), so
+# Presets. Token count, not width, sets the cost on a CPU (docs/background.md §2), so
 # the CPU presets keep about 64 tokens per view (256 for 4 views).
 PRESETS: dict[str, Preset] = {
     p.name: p

@@ -1,7 +1,7 @@
 """Per-pixel Gaussian attribute heads and their activations (always fp32).
 
 The paper gives none of the activations; these are [I] defaults from GRM and FlexAvatar
-(``reference/avat3r.md`` §2.3), with one deliberate change for scales:
+(``docs/paper.md`` §2.3), with one deliberate change for scales:
 
 * scale: log-scale = clamp(raw + scale_offset, scale_min, scale_max) + log(pixel footprint).
   FlexAvatar uses an absolute offset (exp(-5) = 6.7 mm). A pixel of a 512^2 head crop covers

@@ -27,7 +27,7 @@ from avat3r_cli.io.mediapipe_assets import face_landmarker_path
 
 NUM_LANDMARKS = 478
 # Outer eye corners (subject's right, subject's left): the inter-ocular distance (IOD) used for
-# size checks and error budgets, as in reference/synthetic-faces.md (8.9 cm on the canonical face).
+# size checks and error budgets, as in docs/background.md (8.9 cm on the canonical face).
 IOD_LANDMARKS = (33, 263)
 # Below this many pixels between the outer eye corners a face is refused. MediaPipe's landmarks
 # are off by ~1-2 px whatever the face size (2.9 % of a 62 px IOD on clean renders), so at 20 px
@@ -37,7 +37,7 @@ MIN_IOD_PX = 20.0
 # A face that size spans about twice its eye distance; a photo narrower than that cannot hold one.
 MIN_SIDE_PX = 40
 # MediaPipe's defaults are 0.5 / 0.5 / 0.5. Lowering the thresholds recovered some missed
-# large-yaw renders (5 of 17 at 0.1, reference/synthetic-faces.md), all lost at the landmark
+# large-yaw renders (5 of 17 at 0.1, docs/background.md), all lost at the landmark
 # model's presence check, not by the detector; so only presence is lowered, a little, and the
 # detector threshold, which guards against faces that are not there, keeps its default.
 MIN_DETECTION_CONFIDENCE = 0.5

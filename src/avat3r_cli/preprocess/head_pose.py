@@ -1,7 +1,7 @@
 """Cameras from face landmarks: PnP of MediaPipe's landmarks against its canonical face mesh.
 
 MediaPipe's own facial transformation matrix assumes a fixed ~63 degree camera, so its
-translation is not metric and its yaw is compressed (reference/synthetic-faces.md). Instead each
+translation is not metric and its yaw is compressed (docs/background.md). Instead each
 photo's camera is solved here with the photo's focal length. The world frame is the head frame
 of ``CanonicalFace`` (metres; x to the subject's left, y down, z from the face to the back of the
 head), so several photos of one person give cameras in one head-centred metric frame. Distances

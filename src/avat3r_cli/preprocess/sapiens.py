@@ -1,6 +1,6 @@
 """Sapiens image features (``--features sapiens``): Meta's pretrained ViT, as TorchScript from the hub.
 
-Avat3r concatenates per-view Sapiens-2B features to its patch tokens (``reference/avat3r.md``
+Avat3r concatenates per-view Sapiens-2B features to its patch tokens (``docs/paper.md``
 section 10). This module finds and loads the released TorchScript checkpoints
 (``facebook/sapiens-pretrain-{0.3b,0.6b,1b,2b}-torchscript``), preprocesses crops the way the
 Sapiens ``lite`` demo does, and runs the backbone in fp32.
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-# name -> (hub repo, TorchScript file, embed dim C); reference/avat3r.md section 10.
+# name -> (hub repo, TorchScript file, embed dim C); docs/paper.md section 10.
 SAPIENS_VARIANTS: dict[str, tuple[str, str, int]] = {
     "sapiens-0.3b": ("facebook/sapiens-pretrain-0.3b-torchscript", "sapiens_0.3b_epoch_1600_torchscript.pt2", 1024),
     "sapiens-0.6b": ("facebook/sapiens-pretrain-0.6b-torchscript", "sapiens_0.6b_epoch_1600_torchscript.pt2", 1280),

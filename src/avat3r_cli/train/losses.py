@@ -1,4 +1,4 @@
-"""Photometric training losses: L = 0.8·L1 + 0.2·(1 − SSIM) (``reference/avat3r.md`` §5).
+"""Photometric training losses: L = 0.8·L1 + 0.2·(1 − SSIM) (``docs/paper.md`` §5).
 
 The paper adds 0.01·LPIPS late in training (after ~86 % of the steps). LPIPS needs pretrained
 network weights that this project neither ships nor downloads, so ``photometric_loss`` takes an

@@ -1,6 +1,6 @@
 """The training loop: prepared subjects in, a model folder out (``avat3r train``).
 
-Recipe (``reference/cpu-performance.md`` §2, ``reference/avat3r.md`` §5): one sample per step and
+Recipe (``docs/background.md`` §2, ``docs/paper.md`` §5): one sample per step and
 rank (V inputs at random timesteps, M targets at one timestep), a random background colour per
 step, loss 0.8·L1 + 0.2·(1 − SSIM), Adam (lr 5e-4, betas 0.9/0.95), linear warm-up then cosine
 decay to 10 %, gradient clipping at 1.0.

@@ -1,6 +1,6 @@
 """Procedural face albedo painted in the canonical mesh's UV space, per identity.
 
-Features are placed from the landmark topology (reference/synthetic-faces.md: procedural albedo
+Features are placed from the landmark topology (docs/background.md: procedural albedo
 was detected by MediaPipe in 260/260 renders): skin with low-frequency blotches, blush, darker
 eye sockets, lash lines, brows, lips and nostrils; then the detail of photographed skin: a
 beard shadow, freckles, moles and pore-scale grain. The eyes themselves are separate Gaussians

@@ -1,6 +1,6 @@
 """Global alignment of DUSt3R's pairwise point maps with the cameras fixed to known ones.
 
-The reference's recipe (``reference/avat3r.md`` sections 4.3 and 9): DUSt3R's
+The reference's recipe (``docs/paper.md`` sections 4.3 and 9): DUSt3R's
 ``PointCloudOptimizer`` with ``preset_pose`` / ``preset_focal``, ``niter=300``, cosine schedule,
 ``lr=0.01``; re-implemented compactly. The unknowns are
 

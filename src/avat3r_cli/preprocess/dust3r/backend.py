@@ -1,7 +1,7 @@
 """The ``dust3r`` position-map backend: DUSt3R point maps aligned to the known crop cameras.
 
 Avat3r adds the position maps to its predicted Gaussian positions and renders with the given
-cameras, so the maps must sit in the cameras' metric world frame (``reference/avat3r.md``
+cameras, so the maps must sit in the cameras' metric world frame (``docs/paper.md``
 section 4.3): DUSt3R on all ordered pairs of crops, then global alignment with the cameras
 fixed (``align.py``), then the depths are resampled to the crop resolution and back-projected
 through the crop cameras, so every point lies on its own pixel's ray.

@@ -1,4 +1,4 @@
-"""``Dust3rConfig``: the hyper-parameters in a DUSt3R ``config.json`` (``reference/avat3r.md`` section 9).
+"""``Dust3rConfig``: the hyper-parameters in a DUSt3R ``config.json`` (``docs/paper.md`` section 9).
 
 The official ``naver/DUSt3R_ViTLarge_BaseDecoder_512_dpt/config.json`` holds the constructor
 arguments of ``AsymmetricCroCo3DStereo`` as written by ``huggingface_hub.PyTorchModelHubMixin``:

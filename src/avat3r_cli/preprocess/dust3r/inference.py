@@ -1,6 +1,6 @@
 """DUSt3R preprocessing and pairwise inference over all ordered pairs of views.
 
-Preprocessing is ``dust3r.utils.image.load_images`` on arrays (``reference/avat3r.md`` section 9):
+Preprocessing is ``dust3r.utils.image.load_images`` on arrays (``docs/paper.md`` section 9):
 resize the long side to 512 (LANCZOS when shrinking, BICUBIC otherwise; the 224 model resizes
 the short side to 224 and centre-crops a square), centre-crop to multiples of 16, scale to
 [-1, 1]. DUSt3R crops square images to 4:3 unless ``square_ok``; our inputs are square head

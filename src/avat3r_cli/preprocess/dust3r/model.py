@@ -1,7 +1,7 @@
 """The DUSt3R network (``AsymmetricCroCo3DStereo``): ViT encoder, two cross-attending ViT decoders, DPT heads.
 
 A pure ``nn.Module`` whose ``state_dict()`` has exactly the key names of the official
-checkpoint (``reference/avat3r.md`` section 9), so ``naver/DUSt3R_ViTLarge_BaseDecoder_512_dpt``
+checkpoint (``docs/paper.md`` section 9), so ``naver/DUSt3R_ViTLarge_BaseDecoder_512_dpt``
 loads strictly. Unlike the original, encoding and decoding are separate methods: ``pairwise``
 encodes each image once and decodes all ordered pairs from the cached tokens (the encoder is
 siamese, so this gives the same numbers as encoding every pair).
