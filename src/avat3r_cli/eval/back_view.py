@@ -107,7 +107,8 @@ def back_view_check(gaussians: Gaussians, size: int = 96) -> BackViewCheck:
     # two up pixel for pixel where a see-through head would show the same face.
     mirrored_front = torch.flip(_detail(front), dims=[1])
     box = _face_box_mask(size)
-    shared = back_mask & torch.flip(front_mask, dims=[1]) & box
+    both = back_mask & torch.flip(front_mask, dims=[1])
+    shared = both & box
     a, b = _detail(back)[shared], mirrored_front[shared]
     correlation = float("nan")
     if int(shared.sum()) >= 16:
@@ -115,5 +116,5 @@ def back_view_check(gaussians: Gaussians, size: int = 96) -> BackViewCheck:
         correlation = float((a * b).sum() / (a.norm() * b.norm()).clamp(min=1e-12))
     solid = (back.alpha[0] > MIDDLE_ALPHA) & box
     depth = float(back.depth[0][solid].median()) - RADIUS if bool(solid.any()) else float("nan")
-    coverage = float((back_mask & torch.flip(front_mask, dims=[1])).sum() / front_mask.sum().clamp(min=1))
+    coverage = float(both.sum() / front_mask.sum().clamp(min=1))
     return BackViewCheck(mirror_correlation=correlation, back_depth_m=depth, back_coverage=coverage)
