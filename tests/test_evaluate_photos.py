@@ -24,6 +24,7 @@ from avat3r_cli.core.camera import Camera
 from avat3r_cli.eval import photos as photos_module
 from avat3r_cli.eval.photo_metrics import AKD_SIZE, face_mask, read_face, score_image
 from avat3r_cli.eval.photos import evaluate_photos, matted_crop
+from avat3r_cli.preprocess.person_mask import person_masks
 from avat3r_cli.pipeline.avatar import Avatar
 from avat3r_cli.pipeline.create import run_create
 from avat3r_cli.pipeline.preprocess import default_cache_dir
@@ -95,7 +96,7 @@ def test_nearest_view_is_the_closest_viewing_direction_and_scores_by_hand(evalua
         white = np.ones((3, R, R))
 
         def matte(view):
-            mask = view.confidence.numpy() >= 0.5
+            mask = person_masks(view.image[None])[0]  # the person, hair included (not the template oval)
             return (view.image.transpose(2, 0, 1) / 255.0) * mask + white * (1 - mask)
 
         face = face_mask(prepared.views[k].landmarks, R).numpy().astype(bool)[0]
@@ -116,7 +117,7 @@ def test_face_mask_is_the_hull_of_the_landmarks(prepared):
 
 
 def test_an_image_identical_to_the_photo_scores_perfectly_and_akd_is_in_512_pixels(prepared):
-    crop = matted_crop(prepared.views[0], 0.5)
+    crop = matted_crop(prepared.views[0], torch.from_numpy(person_masks(prepared.views[0].image[None]))[0])
     mask = face_mask(prepared.views[0].landmarks, R)
     with FaceAnalyzer() as analyzer:
         first, again = read_face(analyzer, crop), read_face(analyzer, crop)

@@ -67,7 +67,8 @@ def test_assets_are_package_data_found_through_importlib_resources() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     patterns = config["tool"]["setuptools"]["package-data"]["avat3r_cli"]
     shipped = [p.relative_to(ROOT / "src" / "avat3r_cli").as_posix() for p in PACKAGE_ASSETS.rglob("*") if p.is_file()]
-    assert {"assets/avat3r-small/model.safetensors", "assets/mediapipe/face_landmarker_v2.task"} <= set(shipped)
+    assert {"assets/avat3r-small/model.safetensors", "assets/mediapipe/face_landmarker_v2.task",
+            "assets/mediapipe/selfie_segmentation.tflite"} <= set(shipped)
     missed = [f for f in shipped if not any(fnmatch.fnmatchcase(f, pat) and f.count("/") == pat.count("/")
                                             for pat in patterns)]
     assert missed == []

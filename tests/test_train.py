@@ -274,3 +274,14 @@ def test_torchrun_two_processes_with_gloo(dataset, tmp_path):
     assert [r["step"] for r in read_log(run)] == [1, 2]  # one writer: rank 0
     assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no half-written leftovers
     load_avat3r(str(run / "model"))
+
+
+def test_input_count_spans_the_range_only_when_a_minimum_is_set(tmp_path):
+    from avat3r_cli.train.subjects import input_count
+
+    fixed = TrainConfig(data_dir=tmp_path, output_dir=tmp_path, num_inputs=3)
+    rng = np.random.default_rng(0)
+    assert {input_count(rng, fixed) for _ in range(20)} == {3}
+    assert rng.integers(1 << 30) == np.random.default_rng(0).integers(1 << 30)  # no draw was made
+    mixed = TrainConfig(data_dir=tmp_path, output_dir=tmp_path, num_inputs=3, min_inputs=1)
+    assert {input_count(rng, mixed) for _ in range(200)} == {1, 2, 3}

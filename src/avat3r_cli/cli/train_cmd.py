@@ -30,6 +30,11 @@ def train(
     lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (Adam).")] = 5e-4,
     warmup: Annotated[int, typer.Option(min=0, help="Linear warm-up steps before the cosine decay.")] = 100,
     inputs: Annotated[int, typer.Option(min=1, help="Input views V per sample.")] = 4,
+    min_inputs: Annotated[
+        int | None,
+        typer.Option(min=1, help="Draw each sample's input count in MIN..--inputs (default: always --inputs).",
+                     show_default=False),
+    ] = None,
     targets: Annotated[int, typer.Option(min=1, help="Target views M per sample (the paper uses 8 on GPUs).")] = 2,
     seed: Annotated[int, typer.Option(help="Seed of the initial weights and of every sample.")] = 0,
     checkpoint_every: Annotated[int, typer.Option(min=0, help="Steps between checkpoints (0: only at the end).")] = 500,
@@ -95,6 +100,7 @@ def train(
     console = Console(stderr=True, highlight=False, soft_wrap=True, quiet=not main_rank)
     cfg = TrainConfig(
         data_dir=data, output_dir=output, preset=preset, steps=steps, lr=lr, warmup=warmup, num_inputs=inputs,
+        min_inputs=min_inputs,
         num_targets=targets, seed=seed, checkpoint_every=checkpoint_every, validate_every=validate_every,
         device=device, resume=resume, geometry=geometry, consistent_inputs=consistent_inputs,
         num_subjects_val=val_subjects, stop_after=stop_after, changed_weight=changed_weight, init_from=init,

@@ -13,9 +13,9 @@ Protocol, for N usable photos of one person:
 * The crop resolution R of the comparison is an option (default the model's image size): the
   held-out photo is cropped at R from the original image and the render is made at R, so a
   model with larger crops can be measured on the same footing.
-* Both sides are composited over white outside their silhouettes: the photo by its own
-  position-map confidence (the template head, the pixels an avatar is fitted to), the render by
-  its alpha. Metrics: ``eval/photo_metrics.py`` (PSNR and SSIM inside the face hull and over the
+* Both sides are composited over white outside their silhouettes: the photo by its person mask
+  (MediaPipe's selfie segmenter: hair, beard and shoulders included, as refinement mats its
+  targets), the render by its alpha. Metrics: ``eval/photo_metrics.py`` (PSNR and SSIM inside the face hull and over the
   crop, AKD at 512², whether a face is found, jawOpen / smile / blink read on both).
 * Baseline ``nearest-view``: the other photo whose camera sees the head from the nearest
   direction (the unit vector from the head centre to the camera centre), its crop composited
@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from avat3r_cli.core.camera import Camera
@@ -49,6 +50,7 @@ from avat3r_cli.pipeline.models import load_avat3r
 from avat3r_cli.pipeline.preprocess import default_cache_dir
 from avat3r_cli.pipeline.refine import refine_avatar
 from avat3r_cli.preprocess.face import FaceAnalyzer
+from avat3r_cli.preprocess.person_mask import person_masks
 from avat3r_cli.preprocess.photos import PhotoView, PreparedPhotos, prepare_photos
 from avat3r_cli.preprocess.sapiens import check_feature_backend
 from avat3r_cli.render.api import render
@@ -159,10 +161,10 @@ def nearest_view(k: int, directions: torch.Tensor) -> int:
     return int(cos.argmax())
 
 
-def matted_crop(view: PhotoView, confidence_threshold: float, background: tuple[float, float, float] = BACKGROUND) -> torch.Tensor:
-    """``[3, R, R]``: the crop in 0..1 over ``background`` outside its confidence >= threshold."""
+def matted_crop(view: PhotoView, mask: torch.Tensor, background: tuple[float, float, float] = BACKGROUND) -> torch.Tensor:
+    """``[3, R, R]``: the crop in 0..1 over ``background`` by ``mask [1, R, R]`` (the person mask)."""
     image = torch.tensor(view.image).permute(2, 0, 1).float() / 255.0
-    mask = (view.confidence >= confidence_threshold).float()
+    mask = mask.to(image)
     return image * mask + torch.tensor(background).view(3, 1, 1) * (1.0 - mask)
 
 
@@ -227,7 +229,6 @@ def evaluate_photos(
     model, info = load_avat3r(resolve_weights_spec(weights), dev)
     cfg = model.config
     features = check_feature_backend(cfg.feature_backend, cfg.feature_backend)
-    tau = float(cfg.confidence_threshold)
     r = resolution or cfg.input_size
     with tempfile.TemporaryDirectory(prefix="avat3r-evaluate-") as scratch:
         # Subsets are re-prepared through the cache: only the DUSt3R or Sapiens stages run again.
@@ -246,7 +247,8 @@ def evaluate_photos(
             raise Avat3rError(f"the photos prepared at {r}² differ from those at {cfg.input_size}²")
         names = [v.name for v in targets]
         directions = view_directions(torch.stack([v.world_to_cam for v in targets]))
-        crops = [matted_crop(v, tau) for v in targets]
+        masks = torch.from_numpy(person_masks(np.stack([v.image for v in targets])))
+        crops = [matted_crop(v, m) for v, m in zip(targets, masks)]
         results, images = [], []
         stage("Leave-one-out", 0, len(used))
         with FaceAnalyzer() as analyzer:

@@ -1,4 +1,4 @@
-"""The bundled MediaPipe Face Landmarker file and the canonical face mesh inside it.
+"""The bundled MediaPipe files (Face Landmarker, selfie segmenter) and the canonical face mesh.
 
 The ``.task`` file is a zip of TFLite models plus ``geometry_pipeline_metadata_landmarks.binarypb``,
 a protobuf (GeometryPipelineMetadata) holding MediaPipe's canonical face mesh. The mediapipe
@@ -22,6 +22,8 @@ from avat3r_cli.io.bundled import ASSETS_ENV, asset_path, restore_hint
 
 FACE_LANDMARKER_FILE = "mediapipe/face_landmarker_v2.task"
 FACE_LANDMARKER_SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
+SELFIE_SEGMENTER_FILE = "mediapipe/selfie_segmentation.tflite"
+SELFIE_SEGMENTER_SHA256 = "9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c"
 _GEOMETRY_MEMBER = "geometry_pipeline_metadata_landmarks.binarypb"
 
 
@@ -36,25 +38,34 @@ def sha256_of(path: Path) -> str:
 
 def face_landmarker_path() -> Path:
     """Path of the bundled ``face_landmarker_v2.task``, its sha256 verified (once per file state)."""
-    path = asset_path(FACE_LANDMARKER_FILE)
+    return _verified_asset(FACE_LANDMARKER_FILE, FACE_LANDMARKER_SHA256, "MediaPipe's face model")
+
+
+def selfie_segmenter_path() -> Path:
+    """Path of the bundled ``selfie_segmentation.tflite`` (person vs background), sha256 verified."""
+    return _verified_asset(SELFIE_SEGMENTER_FILE, SELFIE_SEGMENTER_SHA256, "MediaPipe's person segmenter")
+
+
+def _verified_asset(relative: str, expected: str, what: str) -> Path:
+    path = asset_path(relative)
     if not path.is_file():
         raise Avat3rError(
-            f"{path}: MediaPipe's face model is missing; it ships with the package "
-            f"({restore_hint(path)}; or set {ASSETS_ENV} to a folder that holds {FACE_LANDMARKER_FILE})"
+            f"{path}: {what} is missing; it ships with the package "
+            f"({restore_hint(path)}; or set {ASSETS_ENV} to a folder that holds {relative})"
         )
     stat = path.stat()
-    _verify_face_landmarker(path, stat.st_size, stat.st_mtime_ns)
+    _verify(path, expected, stat.st_size, stat.st_mtime_ns)
     return path
 
 
-@functools.lru_cache(maxsize=8)
-def _verify_face_landmarker(path: Path, size: int, mtime_ns: int) -> None:
+@functools.lru_cache(maxsize=16)
+def _verify(path: Path, expected: str, size: int, mtime_ns: int) -> None:
     # Keyed by size and mtime too: a file replaced during the process is hashed again.
     digest = sha256_of(path)
-    if digest != FACE_LANDMARKER_SHA256:
+    if digest != expected:
         raise InputFileError(
             path,
-            f"sha256 {digest[:12]}... does not match the expected {FACE_LANDMARKER_SHA256[:12]}... "
+            f"sha256 {digest[:12]}... does not match the expected {expected[:12]}... "
             f"(damaged or changed); {restore_hint(path)}",
         )
 

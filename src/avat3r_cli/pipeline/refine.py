@@ -9,9 +9,11 @@ expression. Anchor Gaussians (a model's Gaussians that belong to no pixel) are r
 rest but keep the model's prediction: they exist for what the photos do not show, so the photos
 say little about them, and the bundle's residuals stay per pixel.
 
-Targets: the avatar only covers the pixels whose position-map confidence passes the threshold,
-so each crop is compared with the background outside that mask (as the training data are
-matted); fitting the photo's real background would only smear Gaussians over it.
+Targets: each crop over a plain background outside the person (MediaPipe's selfie segmenter,
+``preprocess/person_mask.py``), as the training targets are matted by their subjects' masks.
+Fitting the photo's real background would only smear Gaussians over it; matting by the position
+map's confidence instead (the template head's oval) would turn hair beyond the oval into
+background and fade the Gaussians that reach it.
 
 Regularisation (what keeps unseen views from getting worse): the photos constrain every
 Gaussian only from the few directions they were taken from, so an unpenalised fit moves depth,
@@ -39,6 +41,7 @@ import torch
 from avat3r_cli.model.avat3r import maps_to_gaussians
 from avat3r_cli.pipeline.avatar import Avatar
 from avat3r_cli.pipeline.bundle import apply_residuals, zero_residuals
+from avat3r_cli.preprocess.person_mask import person_masks
 from avat3r_cli.render.api import render
 from avat3r_cli.train.losses import photometric_loss
 
@@ -89,10 +92,10 @@ def psnr(mse: float) -> float:
 
 
 def refine_targets(avatar: Avatar, background: tuple[float, float, float] = BACKGROUND) -> torch.Tensor:
-    """Input crops ``[V, 3, H, W]`` in 0..1 with the background outside the confidence mask."""
+    """Input crops ``[V, 3, H, W]`` in 0..1 over ``background`` outside the person (soft mask)."""
     b = avatar.bundle
     images = b.images.permute(0, 3, 1, 2).float().to(avatar.device) / 255.0
-    mask = (b.confidence.to(avatar.device) >= avatar.confidence_threshold).float()
+    mask = torch.from_numpy(person_masks(b.images.cpu().numpy())).to(images)
     bg = torch.tensor(background, device=avatar.device).view(1, 3, 1, 1)
     return images * mask + bg * (1.0 - mask)
 

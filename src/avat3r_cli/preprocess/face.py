@@ -97,7 +97,7 @@ class AnalyzedPhoto(NamedTuple):
 
 
 @contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
+def quiet_stderr() -> Iterator[None]:
     """Send file descriptor 2 to /dev/null for the duration.
 
     MediaPipe's C++ side writes GLOG/TFLite banners straight to fd 2 while a landmarker is created
@@ -182,7 +182,7 @@ class FaceAnalyzer:
             output_face_blendshapes=True,
             output_facial_transformation_matrixes=True,
         )
-        with _quiet_stderr():
+        with quiet_stderr():
             self._landmarker = vision.FaceLandmarker.create_from_options(options)
         self._mp = mp
 

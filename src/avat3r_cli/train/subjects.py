@@ -35,6 +35,16 @@ def split_subjects(subjects: list[str], num_val: int) -> tuple[list[str], list[s
     return (subjects[: len(subjects) - num_val], subjects[len(subjects) - num_val :]) if num_val else (subjects, [])
 
 
+def input_count(rng: np.random.Generator, cfg: TrainConfig) -> int:
+    """This sample's number of input views: ``cfg.num_inputs``, or uniform in
+    ``cfg.min_inputs..cfg.num_inputs`` when a smaller minimum is set (the draw is skipped otherwise,
+    so runs without one see the same samples as before the option existed)."""
+    low = cfg.num_inputs if cfg.min_inputs is None else cfg.min_inputs
+    if low >= cfg.num_inputs:
+        return cfg.num_inputs
+    return int(rng.integers(max(1, low), cfg.num_inputs + 1))
+
+
 class SubjectPool:
     """Opens prepared subjects lazily (thousands may be listed, few are touched early)."""
 
@@ -56,6 +66,6 @@ class SubjectPool:
         """A random subject's random sample, the subject's name, and the sample's ``SampleSpec``."""
         name = subjects[int(rng.integers(len(subjects)))]
         subject = self.get(name)
-        spec = sample_views(rng, subject.num_timesteps, subject.camera_centers(), cfg.num_inputs, cfg.num_targets,
+        spec = sample_views(rng, subject.num_timesteps, subject.camera_centers(), input_count(rng, cfg), cfg.num_targets,
                             consistent_inputs=cfg.consistent_inputs, input_candidates=subject.input_views)
         return subject.sample(spec), name, spec

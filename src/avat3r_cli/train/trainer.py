@@ -69,6 +69,8 @@ class TrainConfig:
     ``init_from`` weights trained without them. ``anchor_gaussians`` replaces the preset's number
     of anchor queries (0 = none; ``model/anchor_gaussians.py``); a run that builds anchors the
     weights lack places them on the template head (``preprocess/anchor_points.py``).
+    ``min_inputs`` (default: ``num_inputs``) draws each sample's number of input views uniformly
+    from ``min_inputs..num_inputs``, so one model learns avatars from one photo up to several.
     """
 
     data_dir: Path
@@ -81,6 +83,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0
     num_inputs: int = 4
+    min_inputs: int | None = None
     num_targets: int = 2
     seed: int = 0
     checkpoint_every: int = 500
