@@ -131,11 +131,16 @@ def test_anchors_leave_the_pixel_gaussians_and_older_weights_unchanged(tmp_path:
     assert maps_to_gaussians(c).count == maps_to_gaussians(b).count == int((x.confidence >= 0.5).sum())
 
 
-def test_bundled_weights_load_without_anchors_though_the_preset_has_them() -> None:
+def test_the_bundled_weights_have_anchors_on_the_template_head() -> None:
     assert get_preset("small").anchor_gaussians > 0 and get_preset("base").anchor_gaussians > 0
     assert get_preset("tiny").anchor_gaussians == 0 and get_preset("paper").anchor_gaussians == 0
     model, _ = load_avat3r(str(default_weights_folder()))
-    assert model.config.anchor_gaussians == 0 and model.anchors is None
+    assert model.config.anchor_gaussians == get_preset("small").anchor_gaussians and model.anchors is not None
+    # Placed on the template head by training, not left on the placeholder sphere: the face lies
+    # in front of the head frame's centre (-z), the skull reaches further behind it (+z).
+    radius = model.anchors.points.norm(dim=1)
+    assert float(radius.max() - radius.min()) > 0.03
+    assert float(model.anchors.points[:, 2].max()) > 0.08 and float(model.anchors.points[:, 2].min()) < -0.06
 
 
 def test_a_rendered_loss_reaches_every_anchor_parameter() -> None:

@@ -1,4 +1,4 @@
-"""Files shipped inside the package: the default model and the MediaPipe face model.
+"""Files shipped inside the package: the default model and the MediaPipe models.
 
 They live in ``avat3r_cli/assets/`` (``avat3r-small/``, ``mediapipe/``) and are package data, so
 a source checkout, an editable install and a built wheel all find them the same way, through

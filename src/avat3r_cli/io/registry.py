@@ -79,8 +79,8 @@ REGISTRY: tuple[WeightsEntry, ...] = (
         description="the default: trained by this project on CPU on synthetic heads (card: avat3r-small/README.md in the assets)",
         path="avat3r-small",
         files=(
-            ("config.json", "7080e81932ebad1d59bb7f66199bf596becd523cd107e5c569fcfe94da5adccf"),
-            ("model.safetensors", "9f08ce47b13f0fdc887a3eb55bec5ecde2d41ee2bf8c579a0467107b96665db1"),
+            ("config.json", "9d70aee30668dd8b8af89ddb3d73465d836f3c910f817cdf330165dd1ffcefbd"),
+            ("model.safetensors", "cbc2f1c2ea9e34c1e8245a3daeb247c8a3c3d2b5c1dcb7ab618ec1f5ead29e4b"),
         ),
     ),
 )

@@ -229,8 +229,7 @@ PRESETS: dict[str, Preset] = {
             # CPU training step, so the network stays tiny-sized (D 192, 4 blocks, 3.5 M
             # parameters before the anchors' 1.1 M): more steps per hour beat width here, and the
             # weights ship in a few MB.
-            # 1024 anchors x 4 children (about 11 mm apart on the head) close the back of the head;
-            # the bundled avat3r-small weights predate them (their config.json has none).
+            # 1024 anchors x 4 children (about 11 mm apart on the head) close the back of the head.
             ModelConfig(
                 image_size=128, patch_size=16, width=192, depth=4, num_heads=3,
                 upsample_stages=2, upsample_min_channels=64, upsample_layers=1, head_channels=32,
