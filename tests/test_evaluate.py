@@ -28,7 +28,7 @@ from avat3r_cli.io.weights import save_model
 from avat3r_cli.train.step import render_maps
 from avat3r_cli.model.avat3r import Avat3r
 from avat3r_cli.model.config import get_preset
-from test_train import R, make_tiny_dataset
+from test_train import R, make_subject, make_tiny_dataset
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +142,32 @@ def test_changed_pixels_are_found_where_the_jaw_moves(results):
     nearest = results[2]
     assert nearest.num_changed_images >= 1 and math.isfinite(nearest.psnr_changed)
     assert all(p["changed_pixels"] > 0 for p in nearest.per_image)
+
+
+def test_targets_at_another_resolution_come_from_that_preparation(model_dir, results, tmp_path):
+    data = make_tiny_dataset(tmp_path / "data", num_subjects=2)
+    make_subject(data / "subj_1", seed=1, r=2 * R)  # the same heads and cameras, prepared at 2R
+    kwargs = dict(subjects=["subj_1"], num_samples=1, seed=3, baselines=True, device="cpu", num_inputs=2, num_targets=4)
+    same = evaluate(str(model_dir), data, target_resolution=R, **kwargs)
+    assert [r.psnr for r in same] == [r.psnr for r in results]  # S = R is the default
+    sharp = evaluate(str(model_dir), data, target_resolution=2 * R, **kwargs)
+    # The same draws (inputs and targets), scored at 2R.
+    assert [(r["target_camera"], r["target_timestep"]) for r in sharp[0].per_image] == \
+        [(r["target_camera"], r["target_timestep"]) for r in results[0].per_image]
+    assert all(math.isfinite(r["psnr"]) for m in sharp for r in m.per_image)
+    # The nearest-view baseline uses the 2R images: a hand computation at 2R matches.
+    row = sharp[2].per_image[0]
+    subject = PreparedSubject(data / "subj_1" / prepared_name(2 * R, "template"))
+    spec = _spec(row)
+    centres = subject.camera_centers()
+    k = int(np.argmin(np.linalg.norm(centres[list(spec.input_cameras)] - centres[row["target_camera"]], axis=1)))
+    inp = subject.views([spec.input_timesteps[k]], [spec.input_cameras[k]])
+    tgt = subject.sample(spec)
+    pred, truth = _white(inp["images"][0], inp["masks"][0]), _white(tgt.target_images[0], tgt.target_masks[0])
+    assert pred.shape[-1] == 2 * R
+    assert row["psnr"] == pytest.approx(-10 * math.log10(float(np.mean((np.clip(pred, 0, 1) - truth) ** 2))), abs=1e-4)
+    with pytest.raises(Exception, match="prepared subject file does not exist"):
+        evaluate(str(model_dir), data, target_resolution=3 * R, **kwargs)
 
 
 def test_default_subjects_are_the_runs_held_out_ones(model_dir, dataset, tmp_path):

@@ -75,7 +75,8 @@ def evaluate(
     ] = None,
     resolution: Annotated[
         int | None,
-        typer.Option(help="Photos: crop side of the comparison (default: the model's image size).", show_default=False),
+        typer.Option(help="Crop side of the comparison (default: the model's image size). Data: the targets are read "
+                          "from the subjects prepared at that side (prepare-data --resolution R).", show_default=False),
     ] = None,
     sheet: Annotated[
         Path | None,
@@ -101,10 +102,10 @@ def evaluate(
         return
     if data is None:
         raise typer.BadParameter("give --data DIR (held-out dataset subjects) or --photos PHOTO... --leave-one-out")
-    if refine is not None or resolution is not None or sheet is not None or leave_one_out:
-        raise typer.BadParameter("--refine, --resolution, --sheet and --leave-one-out are for --photos")
+    if refine is not None or sheet is not None or leave_one_out:
+        raise typer.BadParameter("--refine, --sheet and --leave-one-out are for --photos")
     _evaluate_data(data, weights, subjects, samples, inputs, targets, baselines, seed, device, expressions, bootstrap,
-                   ceiling, json_output)
+                   ceiling, json_output, resolution)
 
 
 def _weights_spec(weights: str | None) -> str | None:
@@ -117,7 +118,7 @@ def _weights_spec(weights: str | None) -> str | None:
 # -- --data ----------------------------------------------------------------------------------------
 
 def _evaluate_data(data, weights, subjects, samples, inputs, targets, baselines, seed, device, expressions, bootstrap,
-                   ceiling, json_output) -> None:
+                   ceiling, json_output, resolution=None) -> None:
     from avat3r_cli.core.errors import Avat3rError
     from avat3r_cli.eval.evaluate import evaluate as run_evaluation  # imports torch; keep --help fast
 
@@ -127,7 +128,7 @@ def _evaluate_data(data, weights, subjects, samples, inputs, targets, baselines,
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     results = run_evaluation(
         spec, data, subjects=subjects or None, num_samples=samples, seed=seed, baselines=baselines, device=device,
-        num_inputs=inputs, num_targets=targets,
+        num_inputs=inputs, num_targets=targets, target_resolution=resolution,
     )
     accuracy = floor = None
     if expressions or ceiling:

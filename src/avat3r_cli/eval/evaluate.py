@@ -188,6 +188,7 @@ def evaluate(
     num_targets: int = 4,
     consistent_inputs: bool = True,
     background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    target_resolution: int | None = None,
 ) -> list[MethodResult]:
     """Score the model (and the baselines) on held-out subjects.
 
@@ -203,6 +204,10 @@ def evaluate(
         num_inputs, num_targets: V and M.
         consistent_inputs: all inputs at one timestep (default) or at random timesteps.
         background: RGB in 0..1 for targets and predictions.
+        target_resolution: side of the target images (default the model's input size R). Another
+            side S reads the targets, and the nearest-view baseline's images, from the subjects'
+            files prepared at S (``prepare-data DATA --resolution S``; the same crops, so the
+            cameras agree), while the model still reads its inputs at R and renders at S.
 
     Returns:
         One ``MethodResult`` per method, ``avat3r`` first.
@@ -217,20 +222,23 @@ def evaluate(
     lpips_fn = lpips_metric(dev)
     methods = METHODS if baselines else METHODS[:1]
     rows: dict[str, list[dict]] = {m: [] for m in methods}
+    target_res = target_resolution or res
     for k, name in enumerate(names):
         subject = PreparedSubject(data_dir / name / prepared_name(res, geometry))
+        at_target = subject if target_res == res else PreparedSubject(data_dir / name / prepared_name(target_res, geometry))
         rng = np.random.default_rng([seed, k])
         for _ in range(num_samples):
             spec = eval_spec(rng, subject, num_inputs, num_targets, consistent_inputs)
             sample = subject.sample(spec)
-            target = composite_targets(sample.target_images, sample.target_masks, bg)
+            seen = sample if at_target is subject else at_target.sample(spec)  # targets (and inputs) at S
+            target = composite_targets(seen.target_images, seen.target_masks, bg)
             t0 = spec.input_timesteps[0]
-            ref = subject.views([t0] * len(spec.target_cameras), list(spec.target_cameras))
+            ref = at_target.views([t0] * len(spec.target_cameras), list(spec.target_cameras))
             changed = changed_pixel_mask(target, composite_targets(ref["images"], ref["masks"], bg))
-            preds = _predict(model, sample, subject, spec, bg, dev, methods)
+            preds = _predict(model, sample, seen, at_target, spec, bg, dev, methods)
             yaws = camera_yaw_deg(sample.target_world_to_cam)
             for method, (pred, alpha) in preds.items():
-                scores = _score(pred, alpha, target, sample.target_masks, changed, lpips_fn)
+                scores = _score(pred, alpha, target, seen.target_masks, changed, lpips_fn)
                 for cam, yaw, row in zip(spec.target_cameras, yaws, scores):
                     rows[method].append({
                         "subject": name, "input_timesteps": list(spec.input_timesteps),
@@ -265,13 +273,18 @@ def render_with_alpha(
     return torch.stack(images), torch.stack(alphas)
 
 
-def _predict(model: nn.Module, sample: TrainingSample, subject: PreparedSubject, spec: SampleSpec,
-             bg: torch.Tensor, dev: torch.device, methods: tuple[str, ...]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """``method -> (images [M, 3, R, R], alphas [M, 1, R, R])`` on CPU."""
+def _predict(model: nn.Module, sample: TrainingSample, seen: TrainingSample, subject: PreparedSubject,
+             spec: SampleSpec, bg: torch.Tensor, dev: torch.device,
+             methods: tuple[str, ...]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """``method -> (images [M, 3, S, S], alphas [M, 1, S, S])`` on CPU.
+
+    ``sample`` gives the model its inputs (at R); ``seen`` (and ``subject``, its file) the target
+    cameras and images at S and the nearest-view baseline's images; both are the same when S = R.
+    """
     out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     enc = model.encode_views(sample.inputs.to(dev))
-    size = tuple(sample.target_images.shape[-2:])
-    K, w2c = sample.target_K.to(dev), sample.target_world_to_cam.to(dev)
+    size = tuple(seen.target_images.shape[-2:])
+    K, w2c = seen.target_K.to(dev), seen.target_world_to_cam.to(dev)
     tau = model.config.confidence_threshold
     # input-expression: the code of the inputs' timestep t0 (the first input's).
     codes = {"avat3r": sample.expression.to(dev), "input-expression": sample.input_expressions[:1].to(dev)}
@@ -281,7 +294,7 @@ def _predict(model: nn.Module, sample: TrainingSample, subject: PreparedSubject,
             out[method] = render_with_alpha(maps, K, w2c, size, bg, tau)
     if "nearest-view" in methods:
         masks = subject.views(list(spec.input_timesteps), list(spec.input_cameras))["masks"]
-        out["nearest-view"] = (nearest_view_prediction(sample, masks, bg), masks[nearest_input_views(sample)])
+        out["nearest-view"] = (nearest_view_prediction(seen, masks, bg), masks[nearest_input_views(seen)])
     return out
 
 
