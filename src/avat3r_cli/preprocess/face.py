@@ -11,9 +11,6 @@ light. Letters: H, W pixels.
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -24,6 +21,7 @@ from avat3r_cli.core.errors import Avat3rError, InputFileError
 from avat3r_cli.core.expressions import EXPRESSION_NAMES
 from avat3r_cli.io.images import read_photo
 from avat3r_cli.io.mediapipe_assets import face_landmarker_path
+from avat3r_cli.preprocess.mediapipe_task import MediaPipeTask
 
 NUM_LANDMARKS = 478
 # Outer eye corners (subject's right, subject's left): the inter-ocular distance (IOD) used for
@@ -96,30 +94,6 @@ class AnalyzedPhoto(NamedTuple):
     warnings: list[str]
 
 
-@contextlib.contextmanager
-def quiet_stderr() -> Iterator[None]:
-    """Send file descriptor 2 to /dev/null for the duration.
-
-    MediaPipe's C++ side writes GLOG/TFLite banners straight to fd 2 while a landmarker is created
-    (GLOG_minloglevel alone does not stop them), which would garble a CLI's output.
-    """
-    try:
-        saved = os.dup(2)
-    except OSError:  # no fd 2 (embedded interpreters): nothing to silence
-        yield
-        return
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, 2)
-        finally:
-            os.close(devnull)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def _check_image(image: np.ndarray) -> np.ndarray:
     """A C-contiguous ``uint8 [H, W, 3]`` view of ``image``, or ValueError."""
     image = np.asarray(image)
@@ -128,7 +102,7 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-class FaceAnalyzer:
+class FaceAnalyzer(MediaPipeTask):
     """MediaPipe Face Landmarker with blendshapes, as a context manager.
 
     ``with FaceAnalyzer() as analyzer: face = analyzer.analyze(image)``. With ``video=True`` the
@@ -136,6 +110,8 @@ class FaceAnalyzer:
     ``detect_frame(image, timestamp_ms)`` with increasing timestamps; ``analyze`` is for IMAGE
     mode only. Up to ``max_faces`` faces are detected so that the largest one can be chosen.
     """
+
+    purpose = "face analysis"
 
     def __init__(
         self,
@@ -150,26 +126,14 @@ class FaceAnalyzer:
         self.min_detection_confidence = min_detection_confidence
         self.min_presence_confidence = min_presence_confidence
         self.model_path = Path(model_path) if model_path is not None else None
-        self._landmarker: Any = None
-        self._mp: Any = None
+        super().__init__()
 
     def __enter__(self) -> FaceAnalyzer:
         self.open()
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def open(self) -> None:
-        """Create the landmarker (about 0.8 s, once)."""
-        if self._landmarker is not None:
-            return
-        os.environ.setdefault("GLOG_minloglevel", "2")  # read when MediaPipe's C++ side starts
-        try:
-            import mediapipe as mp
-            from mediapipe.tasks.python import BaseOptions, vision
-        except ImportError as error:
-            raise Avat3rError(f"face analysis needs the mediapipe package ({error})") from None
+    def _create(self, BaseOptions: Any, vision: Any) -> Any:
+        """The Face Landmarker (about 0.8 s to create)."""
         path = self.model_path or face_landmarker_path()
         mode = vision.RunningMode.VIDEO if self.video else vision.RunningMode.IMAGE
         options = vision.FaceLandmarkerOptions(
@@ -182,15 +146,7 @@ class FaceAnalyzer:
             output_face_blendshapes=True,
             output_facial_transformation_matrixes=True,
         )
-        with quiet_stderr():
-            self._landmarker = vision.FaceLandmarker.create_from_options(options)
-        self._mp = mp
-
-    def close(self) -> None:
-        """Release the landmarker; explicit, because MediaPipe's ``__del__`` misbehaves at exit."""
-        if self._landmarker is not None:
-            self._landmarker.close()
-            self._landmarker = None
+        return vision.FaceLandmarker.create_from_options(options)
 
     def analyze(self, image: np.ndarray, windows: bool = True) -> FaceObservation | None:
         """The largest face in ``image`` (``uint8 [H, W, 3]`` RGB), or None when there is none.
@@ -217,11 +173,11 @@ class FaceAnalyzer:
             raise ValueError("detect_frame needs FaceAnalyzer(video=True); use analyze for single images")
         image = self._require(image)
         mp_image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=image)
-        result = self._landmarker.detect_for_video(mp_image, int(timestamp_ms))
+        result = self._task.detect_for_video(mp_image, int(timestamp_ms))
         return _pick_largest(_faces(result, image.shape[:2], image.shape[:2], 0, 0))
 
     def _require(self, image: np.ndarray) -> np.ndarray:
-        if self._landmarker is None:
+        if self._task is None:
             self.open()
         return _check_image(image)
 
@@ -229,7 +185,7 @@ class FaceAnalyzer:
         self, window: np.ndarray, x0: int, y0: int, image_size: tuple[int, int]
     ) -> list[FaceObservation]:
         """Faces in ``window`` (at ``(x0, y0)`` of an image of ``image_size``), in image pixels."""
-        result = self._landmarker.detect(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=window))
+        result = self._task.detect(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=window))
         return _faces(result, window.shape[:2], image_size, x0, y0)
 
     def _detect_in_windows(self, image: np.ndarray) -> list[FaceObservation]:

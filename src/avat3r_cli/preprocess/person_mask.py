@@ -12,57 +12,33 @@ The model file ships in ``avat3r_cli/assets/mediapipe/`` (see its README).
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
 
-from avat3r_cli.core.errors import Avat3rError
 from avat3r_cli.io.mediapipe_assets import selfie_segmenter_path
-from avat3r_cli.preprocess.face import quiet_stderr
+from avat3r_cli.preprocess.mediapipe_task import MediaPipeTask
 
 
-class PersonSegmenter:
+class PersonSegmenter(MediaPipeTask):
     """MediaPipe's selfie segmenter as a context manager.
 
     ``with PersonSegmenter() as seg: mask = seg.mask(image)``.
     """
 
-    def __init__(self) -> None:
-        self._segmenter: Any = None
-        self._mp: Any = None
+    purpose = "person segmentation"
 
     def __enter__(self) -> PersonSegmenter:
         self.open()
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def open(self) -> None:
-        """Create the segmenter (once)."""
-        if self._segmenter is not None:
-            return
-        os.environ.setdefault("GLOG_minloglevel", "2")
-        try:
-            import mediapipe as mp
-            from mediapipe.tasks.python import BaseOptions, vision
-        except ImportError as error:
-            raise Avat3rError(f"person segmentation needs the mediapipe package ({error})") from None
+    def _create(self, BaseOptions: Any, vision: Any) -> Any:
         options = vision.ImageSegmenterOptions(
             base_options=BaseOptions(model_asset_path=str(selfie_segmenter_path())),
             output_confidence_masks=True,
             output_category_mask=False,
         )
-        with quiet_stderr():
-            self._segmenter = vision.ImageSegmenter.create_from_options(options)
-        self._mp = mp
-
-    def close(self) -> None:
-        """Release the segmenter; explicit, because MediaPipe's ``__del__`` misbehaves at exit."""
-        if self._segmenter is not None:
-            self._segmenter.close()
-            self._segmenter = None
+        return vision.ImageSegmenter.create_from_options(options)
 
     def mask(self, image: np.ndarray) -> np.ndarray:
         """``float32 [H, W]`` in 0..1: how surely each pixel of ``image`` (``uint8 [H, W, 3]`` RGB) is the person."""
@@ -70,7 +46,7 @@ class PersonSegmenter:
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected a uint8 [H, W, 3] image, got {image.dtype} {list(image.shape)}")
         frame = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
-        result = self._segmenter.segment(frame)
+        result = self._task.segment(frame)
         mask = np.asarray(result.confidence_masks[0].numpy_view(), dtype=np.float32)
         return np.clip(mask.reshape(image.shape[:2]), 0.0, 1.0)
 
