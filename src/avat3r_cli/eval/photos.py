@@ -54,6 +54,7 @@ from avat3r_cli.preprocess.person_mask import person_masks
 from avat3r_cli.preprocess.photos import PhotoView, PreparedPhotos, prepare_photos
 from avat3r_cli.preprocess.sapiens import check_feature_backend
 from avat3r_cli.render.api import render
+from avat3r_cli.train.step import composite_targets
 
 METHODS = ("avat3r", "nearest-view")
 MIN_RESOLUTION, MAX_RESOLUTION = 32, 1024
@@ -164,8 +165,7 @@ def nearest_view(k: int, directions: torch.Tensor) -> int:
 def matted_crop(view: PhotoView, mask: torch.Tensor, background: tuple[float, float, float] = BACKGROUND) -> torch.Tensor:
     """``[3, R, R]``: the crop in 0..1 over ``background`` by ``mask [1, R, R]`` (the person mask)."""
     image = torch.tensor(view.image).permute(2, 0, 1).float() / 255.0
-    mask = mask.to(image)
-    return image * mask + torch.tensor(background).view(3, 1, 1) * (1.0 - mask)
+    return composite_targets(image[None], mask[None].to(image), torch.tensor(background))[0]
 
 
 def make_avatar(model: Avat3r, info: ModelInfo, prepared: PreparedPhotos, device: torch.device, refine: int = 0) -> Avatar:

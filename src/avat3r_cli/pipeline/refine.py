@@ -44,6 +44,7 @@ from avat3r_cli.pipeline.bundle import apply_residuals, zero_residuals
 from avat3r_cli.preprocess.person_mask import person_masks
 from avat3r_cli.render.api import render
 from avat3r_cli.train.losses import photometric_loss
+from avat3r_cli.train.step import composite_targets
 
 # Per-attribute learning rates, in the units of each residual. Larger than 3DGS's (which runs
 # 30k steps) because test-time fitting runs tens to hundreds; offsets stay sub-millimetre per step.
@@ -95,9 +96,8 @@ def refine_targets(avatar: Avatar, background: tuple[float, float, float] = BACK
     """Input crops ``[V, 3, H, W]`` in 0..1 over ``background`` outside the person (soft mask)."""
     b = avatar.bundle
     images = b.images.permute(0, 3, 1, 2).float().to(avatar.device) / 255.0
-    mask = torch.from_numpy(person_masks(b.images.cpu().numpy())).to(images)
-    bg = torch.tensor(background, device=avatar.device).view(1, 3, 1, 1)
-    return images * mask + bg * (1.0 - mask)
+    masks = torch.from_numpy(person_masks(b.images.cpu().numpy())).to(images)
+    return composite_targets(images, masks, torch.tensor(background))
 
 
 def residual_penalty(residuals: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,7 +39,7 @@ def quiet_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-class MediaPipeTask:
+class MediaPipeTask(ABC):
     """A MediaPipe Tasks object (``self._task``) as a context manager; ``self._mp`` is the module."""
 
     #: what the task is for, in the error when mediapipe cannot be imported
@@ -55,9 +56,9 @@ class MediaPipeTask:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    @abstractmethod
     def _create(self, base_options: Any, vision: Any) -> Any:
         """Build the task from MediaPipe's ``BaseOptions`` class and ``vision`` module."""
-        raise NotImplementedError
 
     def open(self) -> None:
         """Create the task (once)."""
