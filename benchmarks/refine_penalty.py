@@ -1,6 +1,7 @@
 """Refinement's penalty weights on your own photos: leave-one-out scores, one JSON line per case.
 
     python benchmarks/refine_penalty.py PHOTO... [--weights W] [--case STEPS:PROXIMITY:SMOOTHNESS ...]
+        [--resolution R]
 
 Each case runs ``evaluate --photos --leave-one-out --refine STEPS`` (``eval/photos.py``) with
 ``pipeline/refine.py``'s ``PROXIMITY_WEIGHT`` and ``SMOOTHNESS_WEIGHT`` set as given, so the cases
@@ -20,6 +21,7 @@ def main() -> None:
     parser.add_argument("photos", nargs="+")
     parser.add_argument("--weights", default=None)
     parser.add_argument("--case", action="append", help="STEPS:PROXIMITY:SMOOTHNESS")
+    parser.add_argument("--resolution", type=int, default=None, help="comparison crop side (default: the model's)")
     args = parser.parse_args()
 
     from avat3r_cli.eval.photos import evaluate_photos
@@ -30,10 +32,12 @@ def main() -> None:
         steps, proximity, smoothness = case.split(":")
         refine.PROXIMITY_WEIGHT, refine.SMOOTHNESS_WEIGHT = float(proximity), float(smoothness)
         start = time.perf_counter()
-        result = evaluate_photos(args.photos, weights=args.weights, refine=int(steps), device="cpu")
+        result = evaluate_photos(args.photos, weights=args.weights, refine=int(steps), resolution=args.resolution,
+                                 device="cpu")
         summary = next(s for s in result.summaries if s.method == "avat3r")
         print(json.dumps({
             "case": "refine_penalty", "steps": int(steps), "proximity": float(proximity), "smoothness": float(smoothness),
+            "resolution": result.resolution,
             "psnr_face": summary.psnr_face, "ssim_face": summary.ssim_face, "psnr_crop": summary.psnr_crop,
             "akd_px512": summary.akd_px512, "face_found": summary.face_found, "photos": summary.num_photos,
             "seconds": round(time.perf_counter() - start, 1),
