@@ -96,8 +96,11 @@ def test_anchors_are_fp32_under_autocast(anchored: Avat3r) -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             low = anchored(x, e).anchors
     assert all(getattr(low, f).dtype == torch.float32 for f in ANCHOR_FIELDS)
-    torch.testing.assert_close(low.means, ref.means, atol=5e-3, rtol=0)
-    torch.testing.assert_close(low.opacities, ref.opacities, atol=5e-3, rtol=0)
+    # The tokens before the anchors are bf16 (8 mantissa bits through every block), and how the
+    # last bits round depends on the CPU's bf16 kernels (on AMX CPUs the opacities move by up to
+    # 0.013): the bounds allow bf16's error, 1 cm of position and 2% of the opacity range.
+    torch.testing.assert_close(low.means, ref.means, atol=1e-2, rtol=0)
+    torch.testing.assert_close(low.opacities, ref.opacities, atol=2e-2, rtol=0)
 
 
 def test_anchors_leave_the_pixel_gaussians_and_older_weights_unchanged(tmp_path: Path) -> None:
