@@ -54,7 +54,7 @@ LEARNING_RATES: dict[str, float] = {"offset": 2e-4, "sh_dc": 1e-2, "log_scale": 
 SPREADS: dict[str, float] = {"offset": 2e-3, "sh_dc": 0.5, "log_scale": 0.5, "opacity_logit": 2.0}
 # Chosen on held-out real photos (the bundled model's card, benchmarks/refine_penalty.py): at 0.3
 # each, 50 steps beat no refinement on every leave-one-out score; at 0.1 they cost face PSNR, at
-# 0.5 and above they give back the landmark and crop gains.
+# 0.5 they give back most of the landmark gain.
 PROXIMITY_WEIGHT = 0.3
 SMOOTHNESS_WEIGHT = 0.3
 BACKGROUND = (1.0, 1.0, 1.0)
