@@ -25,12 +25,12 @@ from pathlib import Path
 
 def _factor_weights(source: Path, factor: int, folder: Path) -> Path:
     """A copy of the weights folder ``source`` whose config has ``gaussian_upsample = factor``."""
+    from avat3r_cli.io.weights import CONFIG_FILE, WEIGHTS_FILE, read_config
+
     folder.mkdir(parents=True)
-    for name in ("model.safetensors", "config.json"):
-        shutil.copyfile(source / name, folder / name)
-    config = json.loads((folder / "config.json").read_text())
-    config["gaussian_upsample"] = factor
-    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    shutil.copyfile(source / WEIGHTS_FILE, folder / WEIGHTS_FILE)
+    config = {**read_config(source), "gaussian_upsample": factor}
+    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2))
     return folder
 
 
