@@ -76,12 +76,11 @@ def main() -> None:
                     start = time.perf_counter()
                     result = evaluate_photos(args.photos, weights=weights, refine=steps, resolution=resolution,
                                              device="cpu")
-                    s = next(s for s in result.summaries if s.method == "avat3r")
+                    summary = next(s for s in result.summaries if s.method == "avat3r")
                     print(json.dumps({
                         "case": "leave_one_out", "gaussian_upsample": factor, "refine": steps,
-                        "resolution": resolution, "psnr_face": s.psnr_face, "ssim_face": s.ssim_face,
-                        "psnr_crop": s.psnr_crop, "akd_px512": s.akd_px512, "face_found": s.face_found,
-                        "photos": s.num_photos, "seconds": round(time.perf_counter() - start, 1),
+                        "resolution": resolution, **summary.to_dict(),
+                        "seconds": round(time.perf_counter() - start, 1),
                     }), flush=True)
             out = Path(tmp) / f"avatar{factor}"
             report = run_create(args.photos, out, weights=weights, refine=0, video=False, device="cpu")

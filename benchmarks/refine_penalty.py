@@ -37,9 +37,7 @@ def main() -> None:
         summary = next(s for s in result.summaries if s.method == "avat3r")
         print(json.dumps({
             "case": "refine_penalty", "steps": int(steps), "proximity": float(proximity), "smoothness": float(smoothness),
-            "resolution": result.resolution,
-            "psnr_face": summary.psnr_face, "ssim_face": summary.ssim_face, "psnr_crop": summary.psnr_crop,
-            "akd_px512": summary.akd_px512, "face_found": summary.face_found, "photos": summary.num_photos,
+            "resolution": result.resolution, **summary.to_dict(),
             "seconds": round(time.perf_counter() - start, 1),
         }), flush=True)
 

@@ -44,10 +44,8 @@ def main() -> None:
         result = evaluate_photos(args.photos, weights=args.weights, refine=args.refine, device="cpu")
         summary = next(s for s in result.summaries if s.method == "avat3r")
         print(json.dumps({
-            "case": "refine_targets", "targets": name, "steps": args.refine,
-            "psnr_face": summary.psnr_face, "ssim_face": summary.ssim_face, "psnr_crop": summary.psnr_crop,
-            "ssim_crop": summary.ssim_crop, "akd_px512": summary.akd_px512, "face_found": summary.face_found,
-            "photos": summary.num_photos, "seconds": round(time.perf_counter() - start, 1),
+            "case": "refine_targets", "targets": name, "steps": args.refine, **summary.to_dict(),
+            "seconds": round(time.perf_counter() - start, 1),
         }), flush=True)
 
 
