@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import replace
 
 
@@ -55,6 +56,8 @@ def main() -> None:
     prepared = prepare_photos(args.photos, size, geometry=model.config.geometry_backend, cache_dir=cache)
     views = prepared.views
     skipped = {path for path, _ in prepared.skipped}
+    for path, reason in prepared.skipped:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
     targets = prepare_photos([p for p in args.photos if p not in skipped], r, cache_dir=cache).views
 
     def matted(vs: list) -> list[torch.Tensor]:
