@@ -74,6 +74,23 @@ def test_results_are_cached_by_content(photos, tmp_path, monkeypatch):
         assert torch.equal(a[key], b[key]), key
 
 
+def test_cache_entries_of_other_preprocessing_code_are_not_used(photos, tmp_path, monkeypatch):
+    """A release whose preprocessing code differs must not read what its predecessor cached."""
+    import avat3r_cli.preprocess.photos as photos_module
+
+    monkeypatch.setenv("AVAT3R_CACHE", str(tmp_path / "cache"))
+    fingerprint = photos_module.preprocessing_fingerprint()
+    assert len(fingerprint) == 64
+    run_preprocess([photos / "astronaut.png"], tmp_path / "a", resolution=64)
+    monkeypatch.setattr(photos_module, "preprocessing_fingerprint", lambda: "0" * 64)
+    calls = []
+    real = photos_module.prepare_photo
+    monkeypatch.setattr(photos_module, "prepare_photo", lambda *a, **k: calls.append(1) or real(*a, **k))
+    run_preprocess([photos / "astronaut.png"], tmp_path / "b", resolution=64)
+    assert calls == [1]
+    assert len(list((tmp_path / "cache" / "preprocess").glob("*.safetensors"))) == 2
+
+
 def test_a_damaged_cache_entry_is_recomputed_not_blamed_on_the_photo(photos, tmp_path, monkeypatch):
     monkeypatch.setenv("AVAT3R_CACHE", str(tmp_path / "cache"))
     first = run_preprocess([photos / "astronaut.png"], tmp_path / "a", resolution=64)

@@ -11,6 +11,7 @@ Letters: V views (used photos), R crop side.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -87,6 +88,28 @@ class PreparedPhotos:
         }
 
 
+# The packages whose code decides what a cached view holds: face analysis, cameras, crops and
+# position maps (preprocess/), the rasteriser that renders the template (render/), photo loading.
+_CODE_THAT_PREPARES = ("preprocess", "render", "io/images.py")
+
+
+@functools.lru_cache(maxsize=1)
+def preprocessing_fingerprint() -> str:
+    """sha256 of the source of the code that prepares a photo (``_CODE_THAT_PREPARES``).
+
+    Part of every cache key, so a release that changes preprocessing (a new position-map rule, a
+    camera fix) never reads views its predecessor cached: the version string alone does not move
+    with such changes. Read from the installed files, so a wheel and a checkout agree.
+    """
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for name in _CODE_THAT_PREPARES:
+        target = root / name
+        for source in sorted(target.rglob("*.py")) if target.is_dir() else [target]:
+            digest.update(source.relative_to(root).as_posix().encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()
+
+
 def _cache_key(path: Path, resolution: int, focal_px: float | None) -> str:
     digest = hashlib.sha256()
     try:
@@ -95,7 +118,7 @@ def _cache_key(path: Path, resolution: int, focal_px: float | None) -> str:
                 digest.update(chunk)
     except OSError as error:
         raise InputFileError(path, f"cannot read file ({error.strerror or error})") from None
-    digest.update(json.dumps([resolution, "template", focal_px, __version__]).encode())
+    digest.update(json.dumps([resolution, "template", focal_px, __version__, preprocessing_fingerprint()]).encode())
     return digest.hexdigest()
 
 
