@@ -40,6 +40,7 @@ def _weighted(maps, weights):
 
 
 def photos_cases(args) -> None:
+    """``--photos``: one line per held-out photo (fused, each other photo alone, each blend), then their means."""
     import numpy as np
     import torch
 
@@ -92,6 +93,7 @@ def photos_cases(args) -> None:
 
 
 def data_cases(args) -> None:
+    """``--data``: one line per case (fused, each blend) over every target of every sample: PSNR, foreground PSNR, IoU."""
     from pathlib import Path
 
     import numpy as np
