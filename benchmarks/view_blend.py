@@ -31,7 +31,7 @@ from dataclasses import replace
 def blend_weights(input_dirs, render_dir, sharpness: float):
     """``[V]`` opacity factors of the input views for a camera in direction ``render_dir [3]`` (module docstring)."""
     cos = input_dirs @ render_dir
-    return ((1.0 + cos) / (1.0 + cos.max())).clamp(min=0.0) ** sharpness
+    return ((1.0 + cos) / (1.0 + cos.max())) ** sharpness
 
 
 def _weighted(maps, weights):
@@ -99,40 +99,36 @@ def data_cases(args) -> None:
     import numpy as np
     import torch
 
-    from avat3r_cli.core.camera import Camera
     from avat3r_cli.data.prepared import PreparedSubject, prepared_name
-    from avat3r_cli.eval.evaluate import eval_spec
+    from avat3r_cli.eval.evaluate import held_out_samples, render_with_alpha
     from avat3r_cli.eval.metrics import psnr, silhouette_iou
     from avat3r_cli.eval.photos import view_directions
     from avat3r_cli.io.weights import load_model
-    from avat3r_cli.model.avat3r import Avat3r, maps_to_gaussians
+    from avat3r_cli.model.avat3r import Avat3r
     from avat3r_cli.pipeline.avatar import resolve_weights_spec
-    from avat3r_cli.render.api import render
     from avat3r_cli.train.step import composite_targets
 
     model, info = load_model(resolve_weights_spec(args.weights), Avat3r.from_config_dict, device="cpu")
     model.eval()
     cfg, bg = model.config, torch.ones(3)
+    size = (cfg.input_size, cfg.input_size)
     sharpness = [0.0, *args.sharpness]
     rows: dict[float, list[tuple[float, float, float]]] = {p: [] for p in sharpness}
     for k, name in enumerate(args.subjects):
         subject = PreparedSubject(Path(args.data) / name / prepared_name(cfg.input_size, cfg.geometry_backend))
-        rng = np.random.default_rng([0, k])  # evaluate --data's draws (its default seed 0)
-        for _ in range(args.samples):
-            sample = subject.sample(eval_spec(rng, subject, 4, 4, True))
+        # evaluate --data's draws at its defaults (seed 0, four inputs at one timestep, four targets)
+        for _, sample in held_out_samples(subject, k, 0, args.samples, 4, 4, True):
             with torch.no_grad():
                 maps = model(sample.inputs, sample.expression)
             in_dirs = view_directions(sample.inputs.world_to_cam[0].float())
             targets = composite_targets(sample.target_images, sample.target_masks, bg)
             for K, w2c, target, fg in zip(sample.target_K, sample.target_world_to_cam, targets, sample.target_masks):
-                cam = Camera(K.float(), w2c.float(), cfg.input_size, cfg.input_size)
                 render_dir = view_directions(w2c[None].float())[0]
                 for p in sharpness:
-                    g = maps_to_gaussians(_weighted(maps, blend_weights(in_dirs, render_dir, p)), cfg.confidence_threshold)
-                    with torch.no_grad():
-                        out = render(g, cam, bg)
-                    rows[p].append((float(psnr(out.image, target)), float(psnr(out.image, target, fg[None])),
-                                    float(silhouette_iou(out.alpha[None], fg[None])[0])))
+                    weighted = _weighted(maps, blend_weights(in_dirs, render_dir, p))
+                    image, alpha = render_with_alpha(weighted, K[None], w2c[None], size, bg, cfg.confidence_threshold)
+                    rows[p].append((float(psnr(image, target[None])[0]), float(psnr(image, target[None], fg[None])[0]),
+                                    float(silhouette_iou(alpha, fg[None])[0])))
     for p, values in rows.items():
         a = np.array(values)
         print(json.dumps({"case": "view_blend_data", "method": "fused" if p == 0 else f"blend:{p:g}",

@@ -34,6 +34,7 @@ Letters: V input views, M targets, R crop side, T codes.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,21 @@ def eval_spec(
     pool = free if len(free) >= num_targets else list(range(c_count))
     targets = rng.choice(pool, size=num_targets, replace=len(pool) < num_targets)
     return SampleSpec(tuple(times), tuple(cams), target_time, tuple(int(c) for c in targets))
+
+
+def held_out_samples(
+    subject: PreparedSubject, index: int, seed: int, num_samples: int, num_inputs: int, num_targets: int,
+    consistent_inputs: bool,
+) -> Iterator[tuple[SampleSpec, TrainingSample]]:
+    """The ``num_samples`` draws ``evaluate`` scores for the ``index``-th subject: ``(spec, sample)`` pairs.
+
+    Fixed by ``seed`` and the subject's position alone, so every method (and every benchmark
+    that calls this) sees the same inputs and targets.
+    """
+    rng = np.random.default_rng([seed, index])
+    for _ in range(num_samples):
+        spec = eval_spec(rng, subject, num_inputs, num_targets, consistent_inputs)
+        yield spec, subject.sample(spec)
 
 
 def camera_centers(world_to_cam: torch.Tensor) -> torch.Tensor:
@@ -226,10 +242,7 @@ def evaluate(
     for k, name in enumerate(names):
         subject = PreparedSubject(data_dir / name / prepared_name(res, geometry))
         at_target = subject if target_res == res else PreparedSubject(data_dir / name / prepared_name(target_res, geometry))
-        rng = np.random.default_rng([seed, k])
-        for _ in range(num_samples):
-            spec = eval_spec(rng, subject, num_inputs, num_targets, consistent_inputs)
-            sample = subject.sample(spec)
+        for spec, sample in held_out_samples(subject, k, seed, num_samples, num_inputs, num_targets, consistent_inputs):
             seen = sample if at_target is subject else at_target.sample(spec)  # targets (and inputs) at S
             target = composite_targets(seen.target_images, seen.target_masks, bg)
             t0 = spec.input_timesteps[0]
