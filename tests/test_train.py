@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,17 +17,17 @@ import pytest
 import torch
 
 from cli_fixtures import one_thread  # noqa: F401
-from avat3r_cli.core.camera import Camera, orbit_cameras
+from avat3r_cli.core.camera import orbit_cameras
 from avat3r_cli.core.expressions import EXPRESSION_INDEX
 from avat3r_cli.core.gaussians import Gaussians, rgb_to_sh_dc
 from avat3r_cli.data.prepared import PreparedSubject, prepared_name, save_prepared
 from avat3r_cli.data.sampler import sample_views
-from avat3r_cli.model.avat3r import Avat3r, maps_to_gaussians
+from avat3r_cli.model.avat3r import Avat3r
 from avat3r_cli.model.config import get_preset
 from avat3r_cli.pipeline.models import load_avat3r
 from avat3r_cli.render.api import render
 from avat3r_cli.train.losses import photometric_loss, ssim
-from avat3r_cli.train.step import camera_directions, render_sample
+from avat3r_cli.train.step import render_sample
 from avat3r_cli.train.trainer import TrainConfig, lr_at, train
 
 R = 64
@@ -175,37 +174,6 @@ def test_render_sample_composites_targets_over_the_background(dataset):
     torch.testing.assert_close(corner, bg.expand(2, 3))
 
 
-def test_nearest_input_alone_draws_each_target_from_one_view(dataset):
-    torch.manual_seed(0)
-    model = Avat3r(get_preset("tiny"))
-    sample = fixed_sample(dataset)
-    bg = torch.tensor([0.2, 0.4, 0.6])
-    out = render_sample(model, sample, bg, "cpu", nearest_alone=True)
-    assert sample.inputs.images.shape[1] > 1 and out.alone is not None
-    assert out.alone.shape == out.pred.shape and not torch.allclose(out.alone, out.pred)
-    # By hand: the nearest input's pixel Gaussians alone (its confidence kept, the others zeroed).
-    with torch.no_grad():
-        maps = model(sample.inputs, sample.expression)
-    dirs = camera_directions(sample.inputs.world_to_cam[0])
-    for m in range(out.pred.shape[0]):
-        view = int((dirs @ camera_directions(sample.target_world_to_cam[m : m + 1])[0]).argmax())
-        only = torch.zeros_like(maps.confidence)
-        only[:, view] = maps.confidence[:, view]
-        expected = render(maps_to_gaussians(replace(maps, confidence=only)), Camera(
-            sample.target_K[m], sample.target_world_to_cam[m], R, R), bg).image
-        torch.testing.assert_close(out.alone[m].detach(), expected, atol=1e-5, rtol=1e-4)
-    photometric_loss(out.alone, out.target).total.backward()
-    assert any(p.grad is not None and float(p.grad.abs().max()) > 0 for p in model.parameters())
-
-
-def test_nearest_input_alone_is_skipped_for_one_input(dataset):
-    torch.manual_seed(0)
-    model = Avat3r(get_preset("tiny"))
-    sample = fixed_sample(dataset)
-    one = replace(sample, inputs=sample.inputs.select_views([0]))
-    assert render_sample(model, one, torch.ones(3), "cpu", nearest_alone=True).alone is None
-
-
 def test_zero_gaussians_render_the_background_and_still_backpropagate(dataset):
     torch.manual_seed(0)
     model = Avat3r(get_preset("tiny"))
@@ -218,14 +186,6 @@ def test_zero_gaussians_render_the_background_and_still_backpropagate(dataset):
     photometric_loss(out.pred, out.target).total.backward()
     grads = [p.grad for p in model.parameters()]
     assert all(g is not None and float(g.abs().max()) == 0.0 for g in grads)
-
-
-def test_alone_weight_adds_to_the_loss_the_run_optimises(dataset, tmp_path):
-    """Same first forward (the logged loss is the fused one), other gradients: the runs part after step 1."""
-    plain = read_log(train(config(dataset, tmp_path / "plain", steps=3)).run_dir)
-    alone = read_log(train(config(dataset, tmp_path / "alone", steps=3, alone_weight=0.5)).run_dir)
-    assert plain[0]["loss"] == pytest.approx(alone[0]["loss"], rel=1e-6)
-    assert plain[-1]["loss"] != pytest.approx(alone[-1]["loss"], rel=1e-6)
 
 
 def test_thirty_steps_overfit_one_sample(dataset):

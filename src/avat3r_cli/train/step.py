@@ -6,7 +6,7 @@ Letters: V input views, M target views, R crop side, N Gaussians.
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -27,14 +27,11 @@ class RenderedSample:
         target: ``[M, 3, R, R]`` targets composited over the same background.
         num_gaussians: N, Gaussians above the confidence threshold plus any anchor Gaussians
             (0 = nothing was drawn).
-        alone: ``[M, 3, R, R]`` each target rendered from the pixel Gaussians of the input view
-            nearest to it alone (plus the anchors), when asked for and V > 1; else None.
     """
 
     pred: torch.Tensor
     target: torch.Tensor
     num_gaussians: int
-    alone: torch.Tensor | None = None
 
     def __iter__(self):
         return iter((self.pred, self.target))
@@ -94,40 +91,6 @@ def render_maps(
     return torch.stack(images), gaussians.count
 
 
-def camera_directions(world_to_cam: torch.Tensor) -> torch.Tensor:
-    """``[N, 4, 4]`` -> ``[N, 3]`` unit vectors from the head centre (the origin) to each camera centre."""
-    rot, trans = world_to_cam[:, :3, :3].float(), world_to_cam[:, :3, 3].float()
-    centres = -(rot.transpose(1, 2) @ trans[..., None])[..., 0]
-    return centres / centres.norm(dim=1, keepdim=True).clamp(min=1e-12)
-
-
-def render_nearest_input_alone(
-    maps: GaussianMaps,
-    input_world_to_cam: torch.Tensor,
-    K: torch.Tensor,
-    world_to_cam: torch.Tensor,
-    size: tuple[int, int],
-    background: torch.Tensor,
-    confidence_threshold: float,
-) -> torch.Tensor:
-    """``[M, 3, H, W]``: each target camera rendered from its nearest input view's pixel Gaussians alone.
-
-    Nearest: the input camera whose direction from the head centre is closest to the target's.
-    The anchors stay in (they stand for what no input shows). Batch element 0; ``maps`` with V
-    views, ``input_world_to_cam [V, 4, 4]``, ``K [M, 3, 3]``, ``world_to_cam [M, 4, 4]``.
-    """
-    nearest = (camera_directions(world_to_cam) @ camera_directions(input_world_to_cam).T).argmax(dim=1)
-    images = []
-    for m, view in enumerate(nearest.tolist()):
-        only = torch.zeros_like(maps.confidence)
-        only[:, view] = maps.confidence[:, view]
-        image, _ = render_maps(
-            replace(maps, confidence=only), K[m : m + 1], world_to_cam[m : m + 1], size, background, confidence_threshold
-        )
-        images.append(image[0])
-    return torch.stack(images)
-
-
 def render_sample(
     model: nn.Module,
     sample: TrainingSample,
@@ -135,7 +98,6 @@ def render_sample(
     device: torch.device | str,
     autocast: bool = False,
     expression: torch.Tensor | None = None,
-    nearest_alone: bool = False,
 ) -> RenderedSample:
     """Model forward -> Gaussians above tau -> a render per target camera over ``background``.
 
@@ -146,10 +108,9 @@ def render_sample(
         device: where to compute.
         autocast: bf16 autocast around the network (honoured on CUDA only; rendering stays fp32).
         expression: ``[1, E]`` to use instead of the sample's own code (e.g. zeros for a baseline).
-        nearest_alone: also render ``alone`` (``render_nearest_input_alone``) when V > 1.
 
     Returns:
-        ``RenderedSample`` with ``pred`` and ``target`` ``[M, 3, R, R]`` (and ``alone``).
+        ``RenderedSample`` with ``pred`` and ``target`` ``[M, 3, R, R]``.
     """
     device = torch.device(device)
     inputs = sample.inputs.to(device)
@@ -160,10 +121,8 @@ def render_sample(
         maps = model(inputs, code)
     tau = unwrap(model).config.confidence_threshold
     size = (int(sample.target_images.shape[-2]), int(sample.target_images.shape[-1]))
-    K, w2c = sample.target_K.to(device), sample.target_world_to_cam.to(device)
-    pred, count = render_maps(maps, K, w2c, size, background, tau)
+    pred, count = render_maps(
+        maps, sample.target_K.to(device), sample.target_world_to_cam.to(device), size, background, tau
+    )
     target = composite_targets(sample.target_images.to(device), sample.target_masks.to(device), background.to(device))
-    alone = None
-    if nearest_alone and maps.confidence.shape[1] > 1:
-        alone = render_nearest_input_alone(maps, inputs.world_to_cam[0], K, w2c, size, background, tau)
-    return RenderedSample(pred=pred, target=target, num_gaussians=count, alone=alone)
+    return RenderedSample(pred=pred, target=target, num_gaussians=count)

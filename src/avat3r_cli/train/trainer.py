@@ -71,9 +71,6 @@ class TrainConfig:
     weights lack places them on the template head (``preprocess/anchor_points.py``).
     ``min_inputs`` (default: ``num_inputs``) draws each sample's number of input views uniformly
     from ``min_inputs..num_inputs``, so one model learns avatars from one photo up to several.
-    ``alone_weight`` adds that weight times the photometric loss of each target rendered from
-    the nearest input view's Gaussians alone (``train/step.py``), so every view's Gaussians must
-    stand on their own near their camera (0: off).
     """
 
     data_dir: Path
@@ -105,7 +102,6 @@ class TrainConfig:
     expression_field: bool = False
     anchor_gaussians: int | None = None
     gaussian_upsample: int | None = None
-    alone_weight: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -286,14 +282,11 @@ def _train(cfg: TrainConfig, progress: Progress | None, dist: _Dist, device: tor
         rng = np.random.default_rng([cfg.seed, dist.rank, step])
         sample, subject, spec = pool.draw(rng, train_subjects, cfg)
         background = torch.from_numpy(rng.random(3)).float()
-        out = render_sample(ddp, sample, background, device, autocast=cfg.bf16, nearest_alone=cfg.alone_weight > 0)
+        out = render_sample(ddp, sample, background, device, autocast=cfg.bf16)
         weights = changed_pixel_weights(pool.get(subject), spec, out.target, background, cfg.changed_weight)
         parts = photometric_loss(out.pred, out.target, pixel_weights=weights)
-        total = parts.total
-        if out.alone is not None:
-            total = total + cfg.alone_weight * photometric_loss(out.alone, out.target, pixel_weights=weights).total
         optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        parts.total.backward()
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         # Gradients are identical on every rank after DDP's all-reduce, so all ranks agree to skip.
         skipped = not bool(torch.isfinite(norm))
