@@ -1,6 +1,6 @@
 """Which input photo's Gaussians a held-out view is made of: one JSON line per case.
 
-    python benchmarks/view_blend.py --photos PHOTO... [--weights W] [--sharpness P ...]
+    python benchmarks/view_blend.py --photos PHOTO... [--weights W] [--sharpness P ...] [--subsets]
     python benchmarks/view_blend.py --data DATA --subjects S ... [--weights W] [--sharpness P ...]
 
 An avatar renders every input view's pixel Gaussians (and its anchors) at once. This measures
@@ -10,6 +10,8 @@ what each view brings to a view no photo was taken from, without refinement:
   size. Per held-out photo: face PSNR of the whole avatar (``fused``), of each other photo's
   pixel Gaussians alone (``alone:NAME``, with the cosine between that photo's and the held-out
   camera's direction from the head), and of the camera-weighted blend at each sharpness P.
+  With ``--subsets``, also the face PSNR of avatars made from every non-empty subset of the
+  other photos (``subset:1+2``, numbered as given): whether one more photo helps a view.
 * ``--data``: the held-out samples of ``evaluate --data`` (``eval/evaluate.py``, four inputs at
   one timestep, four targets elsewhere, the same draws) at the model's size: whole-image and
   foreground PSNR and silhouette IoU of ``fused`` and of each blend.
@@ -37,6 +39,13 @@ def blend_weights(input_dirs, render_dir, sharpness: float):
 def _weighted(maps, weights):
     """``maps`` with view v's opacities ``[1, V, H, W]`` multiplied by ``weights [V]``."""
     return replace(maps, opacities=maps.opacities * weights.view(1, -1, 1, 1))
+
+
+def _proper_subsets(ids: list[int]) -> list[tuple[int, ...]]:
+    """Every non-empty subset of ``ids`` but the whole (which is ``fused``), smallest first."""
+    from itertools import combinations
+
+    return [c for n in range(1, len(ids)) for c in combinations(ids, n)]
 
 
 def photos_cases(args) -> None:
@@ -82,8 +91,12 @@ def photos_cases(args) -> None:
             cases[f"alone:{views[i].name}"] = face_psnr(replace(maps, confidence=alone, anchors=None))
         for p in args.sharpness:
             cases[f"blend:{p:g}"] = face_psnr(_weighted(maps, blend_weights(dirs[others], dirs[k], p)))
+        for ids in _proper_subsets(others) if args.subsets else []:
+            part = prepare_photos([used[i] for i in ids], size, geometry=model.config.geometry_backend, cache_dir=cache)
+            smaller = make_avatar(model, info, part, torch.device("cpu"), 0)
+            cases["subset:" + "+".join(str(i + 1) for i in ids)] = face_psnr(smaller.maps_at(held_out.blendshapes))
         for name, value in cases.items():
-            if not name.startswith("alone:"):
+            if not name.startswith(("alone:", "subset:")):
                 totals.setdefault(name, []).append(value)
         cosines = {views[i].name: round(float(dirs[i] @ dirs[k]), 3) for i in others}
         print(json.dumps({"case": "view_blend_photo", "photo": held_out.name, "model": info.name,
@@ -144,6 +157,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=4, help="with --data: samples per subject (default 4)")
     parser.add_argument("--weights", default=None)
     parser.add_argument("--sharpness", type=float, action="append", default=None, help="blend sharpness P (default 4)")
+    parser.add_argument("--subsets", action="store_true", help="with --photos: also avatars from each subset of the others")
     args = parser.parse_args()
     args.sharpness = args.sharpness or [4.0]
     if bool(args.photos) == bool(args.data):
