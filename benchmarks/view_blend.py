@@ -11,7 +11,9 @@ what each view brings to a view no photo was taken from, without refinement:
   pixel Gaussians alone (``alone:NAME``, with the cosine between that photo's and the held-out
   camera's direction from the head), and of the camera-weighted blend at each sharpness P.
   With ``--subsets``, also the face PSNR of avatars made from every non-empty subset of the
-  other photos (``subset:1+2``, numbered as given): whether one more photo helps a view.
+  other photos (``subset:1+2``, the usable photos numbered from 1 in the order given), and in
+  the summary line how many of the ways of adding one photo to a set lowered the held-out face
+  (``additions_lowering``, with the mean drop of those): whether one more photo helps a view.
 * ``--data``: the held-out samples of ``evaluate --data`` (``eval/evaluate.py``, four inputs at
   one timestep, four targets elsewhere, the same draws) at the model's size: whole-image and
   foreground PSNR and silhouette IoU of ``fused`` and of each blend.
@@ -48,6 +50,12 @@ def _proper_subsets(ids: list[int]) -> list[tuple[int, ...]]:
     return [c for n in range(1, len(ids)) for c in combinations(ids, n)]
 
 
+def _addition_changes(by_set: dict[frozenset, float]) -> list[float]:
+    """Score change of every (set, one more photo) pair whose both ends are in ``by_set``."""
+    return [by_set[bigger] - score for small, score in by_set.items() for bigger in by_set
+            if len(bigger) == len(small) + 1 and small < bigger]
+
+
 def photos_cases(args) -> None:
     """``--photos``: one line per held-out photo (fused, each other photo alone, each blend), then their means."""
     import numpy as np
@@ -72,6 +80,8 @@ def photos_cases(args) -> None:
     crops = [matted_crop(v, m) for v, m in zip(views, torch.from_numpy(person_masks(np.stack([v.image for v in views]))))]
     dirs = view_directions(torch.stack([v.world_to_cam for v in views]).float())
     totals: dict[str, list[float]] = {}
+    drops: list[float] = []
+    additions = 0
     for k, held_out in enumerate(views):
         others = [i for i in range(len(views)) if i != k]
         subset = prepare_photos([used[i] for i in others], size, geometry=model.config.geometry_backend, cache_dir=cache)
@@ -91,18 +101,28 @@ def photos_cases(args) -> None:
             cases[f"alone:{views[i].name}"] = face_psnr(replace(maps, confidence=alone, anchors=None))
         for p in args.sharpness:
             cases[f"blend:{p:g}"] = face_psnr(_weighted(maps, blend_weights(dirs[others], dirs[k], p)))
+        by_set = {frozenset(others): cases["fused"]}
         for ids in _proper_subsets(others) if args.subsets else []:
             part = prepare_photos([used[i] for i in ids], size, geometry=model.config.geometry_backend, cache_dir=cache)
             smaller = make_avatar(model, info, part, torch.device("cpu"), 0)
-            cases["subset:" + "+".join(str(i + 1) for i in ids)] = face_psnr(smaller.maps_at(held_out.blendshapes))
+            by_set[frozenset(ids)] = face_psnr(smaller.maps_at(held_out.blendshapes))
+            cases["subset:" + "+".join(str(i + 1) for i in ids)] = by_set[frozenset(ids)]
+        if args.subsets:
+            changes = _addition_changes(by_set)
+            additions += len(changes)
+            drops += [c for c in changes if c < 0]
         for name, value in cases.items():
             if not name.startswith(("alone:", "subset:")):
                 totals.setdefault(name, []).append(value)
         cosines = {views[i].name: round(float(dirs[i] @ dirs[k]), 3) for i in others}
         print(json.dumps({"case": "view_blend_photo", "photo": held_out.name, "model": info.name,
                           "psnr_face": cases, "cos_to_held_out": cosines}), flush=True)
-    print(json.dumps({"case": "view_blend_photo", "photo": "all", "model": info.name,
-                      "psnr_face": {name: round(sum(v) / len(v), 2) for name, v in totals.items()}}), flush=True)
+    summary = {"case": "view_blend_photo", "photo": "all", "model": info.name,
+               "psnr_face": {name: round(sum(v) / len(v), 2) for name, v in totals.items()}}
+    if args.subsets:
+        summary["additions_lowering"] = f"{len(drops)}/{additions}"
+        summary["mean_drop_db"] = round(sum(drops) / len(drops), 2) if drops else 0.0
+    print(json.dumps(summary), flush=True)
 
 
 def data_cases(args) -> None:
