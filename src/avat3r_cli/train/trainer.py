@@ -44,7 +44,6 @@ from avat3r_cli.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_c
 from avat3r_cli.train.emphasis import changed_pixel_weights, expression_statistics
 from avat3r_cli.train.initial_model import initial_weights, model_config, place_anchors
 from avat3r_cli.train.losses import photometric_loss
-from avat3r_cli.train.misregister import misregister_inputs
 from avat3r_cli.train.neutral import training_neutral
 from avat3r_cli.train.subjects import SubjectPool, find_subjects, split_subjects
 from avat3r_cli.train.step import render_sample
@@ -72,8 +71,6 @@ class TrainConfig:
     weights lack places them on the template head (``preprocess/anchor_points.py``).
     ``min_inputs`` (default: ``num_inputs``) draws each sample's number of input views uniformly
     from ``min_inputs..num_inputs``, so one model learns avatars from one photo up to several.
-    ``camera_noise_deg`` and ``camera_noise_m`` misregister every input view by a random rigid
-    motion of those standard deviations (``train/misregister.py``; 0 and 0: off).
     """
 
     data_dir: Path
@@ -105,8 +102,6 @@ class TrainConfig:
     expression_field: bool = False
     anchor_gaussians: int | None = None
     gaussian_upsample: int | None = None
-    camera_noise_deg: float = 0.0
-    camera_noise_m: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -286,10 +281,6 @@ def _train(cfg: TrainConfig, progress: Progress | None, dist: _Dist, device: tor
             group["lr"] = lr
         rng = np.random.default_rng([cfg.seed, dist.rank, step])
         sample, subject, spec = pool.draw(rng, train_subjects, cfg)
-        if cfg.camera_noise_deg > 0 or cfg.camera_noise_m > 0:
-            # Its own stream, so every other draw of the run matches a run without the noise.
-            noise_rng = np.random.default_rng([cfg.seed, dist.rank, step, 7])
-            sample = misregister_inputs(sample, cfg.camera_noise_deg, cfg.camera_noise_m, noise_rng)
         background = torch.from_numpy(rng.random(3)).float()
         out = render_sample(ddp, sample, background, device, autocast=cfg.bf16)
         weights = changed_pixel_weights(pool.get(subject), spec, out.target, background, cfg.changed_weight)
