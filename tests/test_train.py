@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,7 @@ from avat3r_cli.model.config import get_preset
 from avat3r_cli.pipeline.models import load_avat3r
 from avat3r_cli.render.api import render
 from avat3r_cli.train.losses import photometric_loss, ssim
-from avat3r_cli.train.step import fewer_inputs_loss, render_sample
+from avat3r_cli.train.step import render_sample
 from avat3r_cli.train.trainer import TrainConfig, lr_at, train
 
 R = 64
@@ -187,26 +186,6 @@ def test_zero_gaussians_render_the_background_and_still_backpropagate(dataset):
     photometric_loss(out.pred, out.target).total.backward()
     grads = [p.grad for p in model.parameters()]
     assert all(g is not None and float(g.abs().max()) == 0.0 for g in grads)
-
-
-def test_fewer_inputs_loss_drops_one_view_and_carries_no_gradient(dataset):
-    torch.manual_seed(0)
-    model = Avat3r(get_preset("tiny"))
-    sample = fixed_sample(dataset)
-    bg = torch.tensor([0.3, 0.3, 0.3])
-    loss = fewer_inputs_loss(model, sample, bg, "cpu", None, np.random.default_rng(5))
-    drop = int(np.random.default_rng(5).integers(4))
-    fewer = replace(sample, inputs=sample.inputs.select_views([i for i in range(4) if i != drop]))
-    with torch.no_grad():
-        expected = photometric_loss(*render_sample(model, fewer, bg, "cpu")).total
-    assert loss.ndim == 0 and not loss.requires_grad
-    torch.testing.assert_close(loss, expected)
-
-
-def test_monotone_weight_keeps_the_runs_draws_and_its_logged_loss(dataset, tmp_path):
-    plain = read_log(train(config(dataset, tmp_path / "plain", steps=3)).run_dir)
-    mono = read_log(train(config(dataset, tmp_path / "mono", steps=3, monotone_weight=10.0)).run_dir)
-    assert plain[0]["loss"] == pytest.approx(mono[0]["loss"], rel=1e-6)
 
 
 def test_thirty_steps_overfit_one_sample(dataset):

@@ -6,9 +6,8 @@ Letters: V input views, M target views, R crop side, N Gaussians.
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -17,7 +16,6 @@ from avat3r_cli.data.prepared import TrainingSample
 from avat3r_cli.model.avat3r import maps_to_gaussians
 from avat3r_cli.model.inputs import GaussianMaps
 from avat3r_cli.render.api import render
-from avat3r_cli.train.losses import photometric_loss
 
 
 @dataclass
@@ -128,25 +126,3 @@ def render_sample(
     )
     target = composite_targets(sample.target_images.to(device), sample.target_masks.to(device), background.to(device))
     return RenderedSample(pred=pred, target=target, num_gaussians=count)
-
-
-def fewer_inputs_loss(
-    model: nn.Module,
-    sample: TrainingSample,
-    background: torch.Tensor,
-    device: torch.device | str,
-    pixel_weights: torch.Tensor | None,
-    rng: np.random.Generator,
-    autocast: bool = False,
-) -> torch.Tensor:
-    """The photometric loss (a scalar, no gradient) of ``sample`` with one input view dropped at random.
-
-    For a sample with V > 1 inputs; the targets, code and ``pixel_weights`` ``[M, 1, R, R]`` are
-    the sample's own, so the result compares directly with the full sample's loss.
-    """
-    views = sample.inputs.images.shape[1]
-    drop = int(rng.integers(views))
-    fewer = replace(sample, inputs=sample.inputs.select_views([i for i in range(views) if i != drop]))
-    with torch.no_grad():
-        out = render_sample(model, fewer, background, device, autocast=autocast)
-        return photometric_loss(out.pred, out.target, pixel_weights=pixel_weights).total

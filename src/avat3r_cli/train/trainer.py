@@ -46,7 +46,7 @@ from avat3r_cli.train.initial_model import initial_weights, model_config, place_
 from avat3r_cli.train.losses import photometric_loss
 from avat3r_cli.train.neutral import training_neutral
 from avat3r_cli.train.subjects import SubjectPool, find_subjects, split_subjects
-from avat3r_cli.train.step import fewer_inputs_loss, render_sample
+from avat3r_cli.train.step import render_sample
 from avat3r_cli.train.validation import validate
 
 Progress = Callable[[int, int, dict[str, Any]], None]
@@ -71,9 +71,6 @@ class TrainConfig:
     weights lack places them on the template head (``preprocess/anchor_points.py``).
     ``min_inputs`` (default: ``num_inputs``) draws each sample's number of input views uniformly
     from ``min_inputs..num_inputs``, so one model learns avatars from one photo up to several.
-    ``monotone_weight`` adds that weight times how much worse a sample with V > 1 inputs scores
-    than the same sample with one input dropped (zero when the extra view helps; the smaller
-    sample is not trained): a view added must not make the targets worse (0: off).
     """
 
     data_dir: Path
@@ -105,7 +102,6 @@ class TrainConfig:
     expression_field: bool = False
     anchor_gaussians: int | None = None
     gaussian_upsample: int | None = None
-    monotone_weight: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -289,14 +285,8 @@ def _train(cfg: TrainConfig, progress: Progress | None, dist: _Dist, device: tor
         out = render_sample(ddp, sample, background, device, autocast=cfg.bf16)
         weights = changed_pixel_weights(pool.get(subject), spec, out.target, background, cfg.changed_weight)
         parts = photometric_loss(out.pred, out.target, pixel_weights=weights)
-        total = parts.total
-        if cfg.monotone_weight > 0 and sample.inputs.images.shape[1] > 1:
-            # Its own stream, so every other draw of the run matches a run without the term.
-            drop_rng = np.random.default_rng([cfg.seed, dist.rank, step, 9])
-            fewer = fewer_inputs_loss(ddp, sample, background, device, weights, drop_rng, autocast=cfg.bf16)
-            total = total + cfg.monotone_weight * torch.relu(parts.total - fewer)
         optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        parts.total.backward()
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         # Gradients are identical on every rank after DDP's all-reduce, so all ranks agree to skip.
         skipped = not bool(torch.isfinite(norm))
