@@ -82,10 +82,15 @@ def photos_cases(args) -> None:
     totals: dict[str, list[float]] = {}
     drops: list[float] = []
     additions = 0
+
+    def avatar_from(ids):
+        """The unrefined avatar of the photos ``ids``, prepared as ``evaluate --photos`` prepares a subset."""
+        subset = prepare_photos([used[i] for i in ids], size, geometry=model.config.geometry_backend, cache_dir=cache)
+        return make_avatar(model, info, subset, torch.device("cpu"), 0)
+
     for k, held_out in enumerate(views):
         others = [i for i in range(len(views)) if i != k]
-        subset = prepare_photos([used[i] for i in others], size, geometry=model.config.geometry_backend, cache_dir=cache)
-        avatar = make_avatar(model, info, subset, torch.device("cpu"), 0)
+        avatar = avatar_from(others)
         maps = avatar.maps_at(held_out.blendshapes)
         cam, mask = Camera(held_out.K, held_out.world_to_cam, size, size), face_mask(held_out.landmarks, size)
 
@@ -103,9 +108,7 @@ def photos_cases(args) -> None:
             cases[f"blend:{p:g}"] = face_psnr(_weighted(maps, blend_weights(dirs[others], dirs[k], p)))
         by_set = {frozenset(others): cases["fused"]}
         for ids in _proper_subsets(others) if args.subsets else []:
-            part = prepare_photos([used[i] for i in ids], size, geometry=model.config.geometry_backend, cache_dir=cache)
-            smaller = make_avatar(model, info, part, torch.device("cpu"), 0)
-            by_set[frozenset(ids)] = face_psnr(smaller.maps_at(held_out.blendshapes))
+            by_set[frozenset(ids)] = face_psnr(avatar_from(ids).maps_at(held_out.blendshapes))
             cases["subset:" + "+".join(str(i + 1) for i in ids)] = by_set[frozenset(ids)]
         if args.subsets:
             changes = _addition_changes(by_set)
