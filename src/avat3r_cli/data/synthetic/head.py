@@ -26,6 +26,7 @@ from avat3r_cli.data.synthetic.deformers import (
 from avat3r_cli.data.synthetic.appearance import Lighting
 from avat3r_cli.data.synthetic.body import ears, neck, skin_jitter, torso
 from avat3r_cli.data.synthetic.glasses import glasses_parts
+from avat3r_cli.data.synthetic.face_shape import reshape_face
 from avat3r_cli.data.synthetic.hair import scalp_and_hair
 from avat3r_cli.data.synthetic.identity import Identity
 from avat3r_cli.data.synthetic.shading import plain_lighting, shade
@@ -194,10 +195,11 @@ class HeadModel:
         canonical = canonical or load_canonical_face()
         rng = np.random.default_rng(identity.seed + 1)
         self.tris = canonical.triangles.astype(np.int64)
-        self.rest = neutral_vertices(canonical.vertices)
-        self.edge_blend = np.zeros(len(self.rest))
+        neutral = neutral_vertices(canonical.vertices)
+        self.edge_blend = np.zeros(len(neutral))
         for ids, w in zip([list(FACE_OVAL)] + vertex_rings(FACE_OVAL, len(EDGE_BLEND) - 1), EDGE_BLEND):
             self.edge_blend[ids] = w
+        self.rest = reshape_face(neutral, identity.face_shape, self.edge_blend)
         self.skull_axes = SKULL_AXES * np.array(identity.skull)
         sets = {"Left": set(LEFT_EYE), "Right": set(RIGHT_EYE), "mouth": set(LIPS_INNER)}
         in_set = {k: np.array([set(t) <= s for t in self.tris.tolist()]) for k, s in sets.items()}

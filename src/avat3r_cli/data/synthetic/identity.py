@@ -13,6 +13,7 @@ import numpy as np
 from avat3r_cli.data.synthetic.appearance import (
     Clothing, Colour, Glasses, Lighting, sample_clothing, sample_glasses, sample_lighting,
 )
+from avat3r_cli.data.synthetic.face_shape import FACE_MODES
 
 HAIR_STYLES = ("short", "curly", "long", "buzz")
 HAIR_COLOURS = {
@@ -76,6 +77,8 @@ class Identity:
         clothing: the shirt.
         glasses: the glasses, or None.
         lighting: key and ambient light, fixed to the head.
+        face_shape: one standard-normal coefficient per ``face_shape.FACE_MODES`` entry (how the
+            face departs from the canonical mesh); empty for the canonical face.
     """
 
     seed: int
@@ -105,6 +108,7 @@ class Identity:
     clothing: Clothing
     glasses: Glasses | None
     lighting: Lighting
+    face_shape: tuple[float, ...] = ()
 
     def to_dict(self) -> dict:
         """A JSON-ready dict of every field."""
@@ -189,6 +193,8 @@ def sample_identity(rng: np.random.Generator) -> Identity:
         clothing=sample_clothing(rng),
         glasses=sample_glasses(rng) if rng.random() < GLASSES_SHARE else None,
         lighting=sample_lighting(rng),
+        # Drawn last, so every draw above is the same as before face shapes existed.
+        face_shape=tuple(float(c) for c in rng.standard_normal(len(FACE_MODES))),
     )
 
 
