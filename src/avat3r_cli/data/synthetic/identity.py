@@ -193,8 +193,9 @@ def sample_identity(rng: np.random.Generator) -> Identity:
         clothing=sample_clothing(rng),
         glasses=sample_glasses(rng) if rng.random() < GLASSES_SHARE else None,
         lighting=sample_lighting(rng),
-        # Drawn last, so every draw above is the same as before face shapes existed.
-        face_shape=tuple(float(c) for c in rng.standard_normal(len(FACE_MODES))),
+        # From its own stream: ``rng`` then goes on to a subject's cameras and expressions, which
+        # stay the same as before face shapes existed.
+        face_shape=tuple(float(c) for c in np.random.default_rng((seed, 5)).standard_normal(len(FACE_MODES))),
     )
 
 
