@@ -145,28 +145,9 @@ def test_deterministic_by_seed(tmp_path):
     assert ids[0] != ids[1] and ids[0]["skin"] != ids[1]["skin"]
 
 
-def test_curly_hair_is_a_lumpy_mass():
-    """Curls stand centimetres off the skull (a taller silhouette than short hair), their outline
-    rises and falls, and their shading varies more than a smooth cap's."""
-    tops, rough, spread = {}, {}, {}
-    for style, volume in (("short", 0.01), ("curly", 0.03)):
-        identity = dataclasses.replace(DEFAULT_IDENTITY, hair_style=style, hair_volume=volume)
-        colours, alpha = _albedo_view(identity, 0.0, 0.0, fill=0.7)
-        rows = np.argmax(alpha > 0.5, axis=0)  # the first row of the subject in each column
-        columns = np.flatnonzero(alpha[:48].max(axis=0) > 0.5)
-        tops[style] = rows[columns].min()
-        middle = columns[len(columns) // 4: 3 * len(columns) // 4]
-        rough[style] = np.abs(np.diff(rows[middle])).mean()  # outline steps between neighbouring columns
-        hair = colours[:20][alpha[:20] > 0.9].mean(axis=1)
-        spread[style] = hair.std() / hair.mean()
-    assert tops["curly"] <= tops["short"] - 3, tops
-    assert rough["curly"] > rough["short"], rough
-    assert spread["curly"] > spread["short"], spread
-
-
 def test_identities_vary():
     ids = [sample_identity(np.random.default_rng(s)) for s in range(60)]
-    assert len({i.hair_style for i in ids}) == 4 and len({i.hair_name for i in ids}) >= 4
+    assert len({i.hair_style for i in ids}) == 3 and len({i.hair_name for i in ids}) >= 4
     tones = [i.skin_tone for i in ids]
     assert min(tones) < 0.15 and max(tones) > 0.85
     scales = np.array([i.scale for i in ids])
@@ -240,9 +221,9 @@ def test_expressions_are_random_with_small_extra_amplitudes():
 FLAT = Lighting(key=(0.0, 0.0, -1.0), key_colour=(0.0, 0.0, 0.0), ambient=(1.0, 1.0, 1.0), kelvin=6500.0, sheen=0.0)
 
 
-def _albedo_view(identity, yaw: float, pitch: float, fill: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def _albedo_view(identity, yaw: float, pitch: float) -> tuple[np.ndarray, np.ndarray]:
     """``[R, R, 3]`` colours under flat ambient light (albedo, up to the sky term) and ``[R, R]`` alpha."""
-    camera = head_camera(yaw, pitch, 0.7, 96, fill=fill)
+    camera = head_camera(yaw, pitch, 0.7, 96)
     head = head_model(identity).samples({})
     with torch.no_grad():
         out = render(head.gaussians(FLAT, camera), camera, (0.0, 0.0, 0.0))
@@ -250,13 +231,10 @@ def _albedo_view(identity, yaw: float, pitch: float, fill: float = 1.0) -> tuple
     return out.image.permute(1, 2, 0).numpy() / np.maximum(alpha, 1e-6)[..., None], alpha
 
 
-VOLUME = {"buzz": 0.0015, "curly": 0.03}
-
-
-@pytest.mark.parametrize("style", ["short", "curly", "long", "buzz"])
+@pytest.mark.parametrize("style", ["short", "long", "buzz"])
 def test_back_top_and_bottom_look_like_a_head(style):
     """From behind and above the head shows hair, not a face; from below a neck; shoulders round it."""
-    identity = dataclasses.replace(DEFAULT_IDENTITY, hair_style=style, hair_volume=VOLUME.get(style, 0.01))
+    identity = dataclasses.replace(DEFAULT_IDENTITY, hair_style=style, hair_volume=0.0015 if style == "buzz" else 0.01)
     skin, hair, shirt = (np.array(c) for c in (identity.skin, identity.hair, identity.clothing.colour))
     palette = np.stack([skin, hair, shirt])
 

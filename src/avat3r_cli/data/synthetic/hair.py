@@ -23,7 +23,7 @@ from avat3r_cli.data.synthetic.body import skin_jitter
 from avat3r_cli.data.synthetic.deformers import FACE_OVAL
 from avat3r_cli.data.synthetic.identity import Identity
 
-N_SKULL, N_LONG, N_WISP, N_CURL = 14_000, 7_000, 900, 16_000
+N_SKULL, N_LONG, N_WISP = 14_000, 7_000, 900
 HAIR_SHEEN = 0.6
 # Hairline height (head-frame y; more negative is higher) by azimuth round the skull's vertical
 # axis (0 = forehead, 90 = over the ear, 180 = the nape), offsets from the identity's values.
@@ -114,9 +114,7 @@ def scalp_and_hair(identity: Identity, rest: np.ndarray, centre: np.ndarray, axe
         colour = np.where(hairy[:, None], 0.7 * hair, skin)  # under the shell: in its shadow
     parts.append((pts, normals, colour, 0.0034, 1.0, 0.95, strand_dir, False, np.where(hairy, 0.2, 0.5)))
 
-    if identity.hair_style == "curly":
-        parts.extend(_curls(identity, pts[hairy], normals[hairy], depth_in_hair[hairy], hair[hairy], rng))
-    elif identity.hair_style != "buzz":
+    if identity.hair_style != "buzz":
         h_pts, h_n, h_dir = pts[hairy], normals[hairy], strand_dir[hairy]
         # Full thickness a couple of centimetres into the hair, thinner at the hairline and nape.
         thick = identity.hair_volume * np.clip(depth_in_hair[hairy] / 0.02, 0.15, 1.0)
@@ -128,43 +126,6 @@ def scalp_and_hair(identity: Identity, rest: np.ndarray, centre: np.ndarray, axe
     if identity.hair_style == "long":
         parts.append(_long_hair(identity, centre, axes, strands, rng))
     return parts
-
-
-def _curls(identity: Identity, roots: np.ndarray, normals: np.ndarray, depth_in_hair: np.ndarray,
-           colours: np.ndarray, rng: np.random.Generator) -> list[tuple]:
-    """Voluminous curly hair: a lumpy mass of short curl segments a few centimetres deep.
-
-    ``roots``, ``normals`` ``[n, 3]`` are the hair-covered skull points, ``depth_in_hair`` ``[n]``
-    how far each lies above the hairline and ``colours`` ``[n, 3]`` their strand albedo. The mass is
-    thickest on the crown and thins at the hairline and nape; its outer surface rises and falls in
-    clumps a few centimetres across, and curls deep in the mass are darker (each other's shadow),
-    which is what makes curly hair look curly on a photo rather than a smooth cap.
-    """
-    # Clumps: a sum of random plane waves over the skull's directions, in 0..1.
-    waves = rng.normal(size=(6, 3))
-    waves *= rng.uniform(18.0, 34.0, (6, 1)) / np.linalg.norm(waves, axis=1, keepdims=True)
-    phases = rng.uniform(0.0, 2 * math.pi, 6)
-    clump = 0.5 + 0.5 * np.cos(normals @ waves.T + phases).mean(axis=1) * 1.6
-    clump = np.clip(clump, 0.0, 1.0)
-    thick = identity.hair_volume * (0.4 + 0.6 * clump) * np.clip(depth_in_hair / 0.025, 0.15, 1.0)
-    thick *= np.clip((0.07 - roots[:, 1]) / 0.07, 0.35, 1.0)
-
-    pick = rng.integers(0, len(roots), N_CURL)
-    height = rng.uniform(0.25, 1.0, N_CURL) ** 0.6  # more curls near the outside than deep in
-    n = normals[pick]
-    lateral = rng.normal(0.0, 0.004, (N_CURL, 3))
-    lateral -= (lateral * n).sum(axis=1, keepdims=True) * n
-    means = roots[pick] + n * (thick[pick] * height)[:, None] + lateral
-    # A curl segment points any way round the local normal, tilted in and out of the surface.
-    tangents = rng.normal(size=(N_CURL, 3)) + 0.4 * n * rng.normal(size=(N_CURL, 1))
-    shade = np.exp(1.1 * (height - 1.0) + 0.25 * rng.standard_normal(N_CURL))
-    albedo = np.clip(colours[pick] * shade[:, None], 0.0, 1.0)
-    scales = np.stack([rng.uniform(0.003, 0.0065, N_CURL), np.full(N_CURL, 0.0017), np.full(N_CURL, 0.0004)],
-                      axis=1)
-    outer = roots + normals * thick[:, None]
-    loose = rng.normal(size=(len(roots), 3))  # stray curls stand off the mass in any direction
-    return [(means, n, albedo, scales, 1.0, 0.9, tangents, True, HAIR_SHEEN * 0.6),
-            _wisps(outer, normals, loose, colours, rng)]
 
 
 def _wisps(shell: np.ndarray, normals: np.ndarray, dirs: np.ndarray, colours: np.ndarray,

@@ -15,7 +15,7 @@ from avat3r_cli.data.synthetic.appearance import (
 )
 from avat3r_cli.data.synthetic.face_shape import FACE_MODES
 
-HAIR_STYLES = ("short", "curly", "long", "buzz")
+HAIR_STYLES = ("short", "long", "buzz")
 HAIR_COLOURS = {
     "black": (0.045, 0.035, 0.03),
     "brown": (0.24, 0.14, 0.08),
@@ -126,13 +126,6 @@ def skin_from_tone(tone: float) -> np.ndarray:
     return SKIN_TONES[i] * (1 - (pos - i)) + SKIN_TONES[i + 1] * (pos - i)
 
 
-def _hair_volume(style: str, rng: np.random.Generator) -> float:
-    """Hair thickness over the skull: stubble, a centimetre or so, or a few centimetres of curls."""
-    if style == "buzz":
-        return 0.0015  # no draw, as before curly hair existed
-    return float(rng.uniform(0.006, 0.016) * (2.5 if style == "curly" else 1.0))
-
-
 def sample_identity(rng: np.random.Generator) -> Identity:
     """A random identity; everything is drawn from ``rng`` in a fixed order (deterministic)."""
     seed = int(rng.integers(0, 2**31 - 1))
@@ -143,9 +136,7 @@ def sample_identity(rng: np.random.Generator) -> Identity:
     # The skull must stay at least as wide as the face mask (its edge would stick out).
     skull = rng.uniform((0.97, 0.94, 0.94), (1.06, 1.05, 1.08))
 
-    # Curly takes its share from short only, so the long and buzz people (and so every later draw)
-    # are the same as before curly hair existed.
-    style = HAIR_STYLES[int(rng.choice(len(HAIR_STYLES), p=[0.20, 0.25, 0.35, 0.20]))]
+    style = HAIR_STYLES[int(rng.choice(len(HAIR_STYLES), p=[0.45, 0.35, 0.20]))]
     # Darker skin makes black and brown hair more likely, as in the world's population.
     names = list(HAIR_COLOURS)
     p = np.array([0.30 + 0.5 * tone, 0.35, 0.15 * (1 - tone), 0.08 * (1 - tone), 0.12])
@@ -175,7 +166,7 @@ def sample_identity(rng: np.random.Generator) -> Identity:
         hair_name=hair_name,
         hair=_t(np.clip(hair, 0, 1)),
         hairline=float(rng.uniform(-0.108, -0.094)),
-        hair_volume=_hair_volume(style, rng),
+        hair_volume=float(rng.uniform(0.006, 0.016) if style != "buzz" else 0.0015),
         hair_length=float(rng.uniform(0.08, 0.15)),
         iris_name=iris_name,
         iris=_t(np.clip(iris, 0, 1)),
