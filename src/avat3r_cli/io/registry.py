@@ -80,7 +80,7 @@ REGISTRY: tuple[WeightsEntry, ...] = (
         path="avat3r-small",
         files=(
             ("config.json", "9d70aee30668dd8b8af89ddb3d73465d836f3c910f817cdf330165dd1ffcefbd"),
-            ("model.safetensors", "cbc2f1c2ea9e34c1e8245a3daeb247c8a3c3d2b5c1dcb7ab618ec1f5ead29e4b"),
+            ("model.safetensors", "6b227f6e9cdf2e340282896957d6b829550db0d77ae324b82987fd8840620435"),
         ),
     ),
 )
