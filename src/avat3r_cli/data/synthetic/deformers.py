@@ -97,7 +97,8 @@ def neutral_vertices(vertices: np.ndarray) -> np.ndarray:
     return out + moves
 
 
-def _gauss(vertices: np.ndarray, centre: np.ndarray, sigma: float) -> np.ndarray:
+def near_weight(vertices: np.ndarray, centre: np.ndarray, sigma: float) -> np.ndarray:
+    """``[n]`` Gaussian weight of each vertex ``[n, 3]`` by its distance to ``centre`` ``[3]`` (metres)."""
     return np.exp(-np.sum((vertices - centre) ** 2, axis=1) / (2 * sigma**2))
 
 
@@ -115,7 +116,7 @@ def _above_eyes(v: np.ndarray, side: str) -> np.ndarray:
 def _smile(v: np.ndarray, w: float, side: str) -> np.ndarray:
     s = _side_sign(side)
     corner = v[291 if side == "Left" else 61]
-    return (w * _gauss(v, corner, 0.016))[:, None] * np.array([0.006 * s, -0.009, 0.0035])
+    return (w * near_weight(v, corner, 0.016))[:, None] * np.array([0.006 * s, -0.009, 0.0035])
 
 
 def _mouth_weight(v: np.ndarray, sx: float = 0.028, sy: float = 0.017) -> np.ndarray:
@@ -145,26 +146,26 @@ def _mouth_shift(v: np.ndarray, w: float, side: str) -> np.ndarray:
 def _cheek_puff(v: np.ndarray, w: float) -> np.ndarray:
     out = np.zeros_like(v)
     for s in (-1.0, 1.0):
-        g = w * _gauss(v, np.array([0.045 * s, 0.028, -0.035]), 0.02)
+        g = w * near_weight(v, np.array([0.045 * s, 0.028, -0.035]), 0.02)
         out += g[:, None] * np.array([0.008 * s, 0.0, -0.004])
     return out
 
 
 def _brow_inner_up(v: np.ndarray, w: float) -> np.ndarray:
-    g = _gauss(v, v[107], 0.016) + _gauss(v, v[336], 0.016)
+    g = near_weight(v, v[107], 0.016) + near_weight(v, v[336], 0.016)
     g = np.minimum(g, 1.0) * np.minimum(_above_eyes(v, "Left"), _above_eyes(v, "Right"))
     return (w * g)[:, None] * np.array([0.0, -0.006, 0.0])
 
 
 def _brow_down(v: np.ndarray, w: float, side: str) -> np.ndarray:
     centre = v[334 if side == "Left" else 105]
-    g = w * _gauss(v, centre, 0.018) * _above_eyes(v, side)
+    g = w * near_weight(v, centre, 0.018) * _above_eyes(v, side)
     return g[:, None] * np.array([-0.002 * _side_sign(side), 0.005, -0.001])
 
 
 def _brow_outer_up(v: np.ndarray, w: float, side: str) -> np.ndarray:
     centre = v[300 if side == "Left" else 70]
-    g = w * _gauss(v, centre, 0.015) * _above_eyes(v, side)
+    g = w * near_weight(v, centre, 0.015) * _above_eyes(v, side)
     return g[:, None] * np.array([0.0, -0.005, 0.0])
 
 

@@ -18,24 +18,21 @@ from collections.abc import Callable
 
 import numpy as np
 
-NOSE_TIP, NOSE_BRIDGE, CHIN, MOUTH, FOREHEAD = 4, 6, 152, 13, 10
+from avat3r_cli.data.synthetic.deformers import near_weight
+
+NOSE_TIP, NOSE_BRIDGE, CHIN, MOUTH = 4, 6, 152, 13
 EYES = (386, 159)  # upper-lid midpoints, left and right
 CHEEKS = (280, 50)
 BROWS = (334, 105)
 
 
-def _near(v: np.ndarray, centre: np.ndarray, sigma: float) -> np.ndarray:
-    """``[n]`` Gaussian weight of each vertex ``[n, 3]`` by its distance to ``centre`` ``[3]``."""
-    return np.exp(-np.sum((v - centre) ** 2, axis=1) / (2 * sigma**2))
-
-
 def _both(v: np.ndarray, ids: tuple[int, int], sigma: float) -> np.ndarray:
-    return _near(v, v[ids[0]], sigma) + _near(v, v[ids[1]], sigma)
+    return near_weight(v, v[ids[0]], sigma) + near_weight(v, v[ids[1]], sigma)
 
 
-def _lower_face(v: np.ndarray) -> np.ndarray:
-    """``[n]`` 0 above the nose base, rising to 1 at the chin."""
-    return np.clip((v[:, 1] - v[NOSE_TIP, 1]) / (v[CHIN, 1] - v[NOSE_TIP, 1]), 0.0, 1.0)
+def _below(v: np.ndarray, top: int, bottom: int) -> np.ndarray:
+    """``[n]`` 0 above vertex ``top``'s height, rising linearly to 1 at vertex ``bottom``'s."""
+    return np.clip((v[:, 1] - v[top, 1]) / (v[bottom, 1] - v[top, 1]), 0.0, 1.0)
 
 
 def _axis(column: int, values: np.ndarray) -> np.ndarray:
@@ -49,17 +46,17 @@ Mode = Callable[[np.ndarray], np.ndarray]
 # deviation. Sizes are rough spreads of adult faces, chosen so a few modes together change the
 # face by about a centimetre, as real faces differ from the canonical one.
 FACE_MODES: dict[str, Mode] = {
-    "nose_projection": lambda v: _axis(2, -0.0035 * (_near(v, v[NOSE_TIP], 0.011) + 0.4 * _near(v, v[NOSE_BRIDGE], 0.01))),
-    "nose_width": lambda v: _axis(0, 0.2 * (v[:, 0] - v[NOSE_TIP, 0]) * _near(v, v[NOSE_TIP], 0.013)),
-    "nose_length": lambda v: _axis(1, 0.003 * _near(v, v[NOSE_TIP], 0.01)),
-    "chin_length": lambda v: _axis(1, 0.005 * np.clip((v[:, 1] - v[MOUTH, 1]) / (v[CHIN, 1] - v[MOUTH, 1]), 0.0, 1.0)),
-    "chin_projection": lambda v: _axis(2, -0.004 * _near(v, v[CHIN], 0.02)),
-    "jaw_width": lambda v: _axis(0, 0.07 * v[:, 0] * _lower_face(v)),
+    "nose_projection": lambda v: _axis(2, -0.0035 * (near_weight(v, v[NOSE_TIP], 0.011) + 0.4 * near_weight(v, v[NOSE_BRIDGE], 0.01))),
+    "nose_width": lambda v: _axis(0, 0.2 * (v[:, 0] - v[NOSE_TIP, 0]) * near_weight(v, v[NOSE_TIP], 0.013)),
+    "nose_length": lambda v: _axis(1, 0.003 * near_weight(v, v[NOSE_TIP], 0.01)),
+    "chin_length": lambda v: _axis(1, 0.005 * _below(v, MOUTH, CHIN)),
+    "chin_projection": lambda v: _axis(2, -0.004 * near_weight(v, v[CHIN], 0.02)),
+    "jaw_width": lambda v: _axis(0, 0.07 * v[:, 0] * _below(v, NOSE_TIP, CHIN)),
     "cheek_fullness": lambda v: _axis(2, -0.0035 * _both(v, CHEEKS, 0.018)),
     "eye_depth": lambda v: _axis(2, 0.0025 * _both(v, EYES, 0.011)),
     "brow_ridge": lambda v: _axis(2, -0.0025 * _both(v, BROWS, 0.014)),
     "face_roundness": lambda v: _axis(2, 0.005 * (v[:, 0] / 0.07) ** 2),
-    "lip_projection": lambda v: _axis(2, -0.002 * _near(v, v[MOUTH], 0.014)),
+    "lip_projection": lambda v: _axis(2, -0.002 * near_weight(v, v[MOUTH], 0.014)),
     "eye_spacing": lambda v: _axis(0, 0.002 * np.sign(v[:, 0]) * _both(v, EYES, 0.015)),
 }
 

@@ -25,8 +25,8 @@ from avat3r_cli.data.synthetic.deformers import (
 )
 from avat3r_cli.data.synthetic.appearance import Lighting
 from avat3r_cli.data.synthetic.body import ears, neck, skin_jitter, torso
-from avat3r_cli.data.synthetic.glasses import glasses_parts
 from avat3r_cli.data.synthetic.face_shape import reshape_face
+from avat3r_cli.data.synthetic.glasses import glasses_parts
 from avat3r_cli.data.synthetic.hair import scalp_and_hair
 from avat3r_cli.data.synthetic.identity import Identity
 from avat3r_cli.data.synthetic.shading import plain_lighting, shade

@@ -43,6 +43,7 @@ SKIN_TONES = np.array([
 ])
 
 GLASSES_SHARE = 0.2
+FACE_SHAPE_STREAM = 5  # face shapes draw from ``default_rng((identity seed, FACE_SHAPE_STREAM))``
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,7 @@ def sample_identity(rng: np.random.Generator) -> Identity:
         lighting=sample_lighting(rng),
         # From its own stream: ``rng`` then goes on to a subject's cameras and expressions, which
         # stay the same as before face shapes existed.
-        face_shape=tuple(float(c) for c in np.random.default_rng((seed, 5)).standard_normal(len(FACE_MODES))),
+        face_shape=tuple(float(c) for c in np.random.default_rng((seed, FACE_SHAPE_STREAM)).standard_normal(len(FACE_MODES))),
     )
 
 
