@@ -80,7 +80,7 @@ REGISTRY: tuple[WeightsEntry, ...] = (
         path="avat3r-small",
         files=(
             ("config.json", "9d70aee30668dd8b8af89ddb3d73465d836f3c910f817cdf330165dd1ffcefbd"),
-            ("model.safetensors", "6b227f6e9cdf2e340282896957d6b829550db0d77ae324b82987fd8840620435"),
+            ("model.safetensors", "9b1ce0efdb426be04eee6a0ba667d923904aa03a506b9bcfcde8f9fbcde0baa5"),
         ),
     ),
 )
