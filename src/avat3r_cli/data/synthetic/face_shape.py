@@ -44,7 +44,8 @@ def _axis(column: int, values: np.ndarray) -> np.ndarray:
 Mode = Callable[[np.ndarray], np.ndarray]
 # Each mode maps the ``[n, 3]`` rest vertices to their ``[n, 3]`` displacement at one standard
 # deviation. Sizes are rough spreads of adult faces, chosen so a few modes together change the
-# face by about a centimetre, as real faces differ from the canonical one.
+# face by about a centimetre, as real faces differ from the canonical one; ``reshape_face``
+# scales them all by ``FACE_SHAPE_SPREAD`` below.
 FACE_MODES: dict[str, Mode] = {
     "nose_projection": lambda v: _axis(2, -0.0035 * (near_weight(v, v[NOSE_TIP], 0.011) + 0.4 * near_weight(v, v[NOSE_BRIDGE], 0.01))),
     "nose_width": lambda v: _axis(0, 0.2 * (v[:, 0] - v[NOSE_TIP, 0]) * near_weight(v, v[NOSE_TIP], 0.013)),
