@@ -80,7 +80,7 @@ REGISTRY: tuple[WeightsEntry, ...] = (
         path="avat3r-small",
         files=(
             ("config.json", "9d70aee30668dd8b8af89ddb3d73465d836f3c910f817cdf330165dd1ffcefbd"),
-            ("model.safetensors", "9b1ce0efdb426be04eee6a0ba667d923904aa03a506b9bcfcde8f9fbcde0baa5"),
+            ("model.safetensors", "da9ccb495bdc5ebfb7e4515d97e2f80d96ebed98682eac7e249efed0f5ad0ea9"),
         ),
     ),
 )
