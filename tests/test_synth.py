@@ -68,7 +68,7 @@ def test_layout_reads_back(dataset):
         # Camera 0 frontal and 1 where a user shoots; 2 all round the head (behind, above or below).
         assert subject.input_views == {"cam_00": True, "cam_01": True, "cam_02": False}
         meta = json.loads((root / name / "synth.json").read_text())
-        assert meta["generator_version"] == GENERATOR_VERSION == 7
+        assert meta["generator_version"] == GENERATOR_VERSION == 8
         assert [meta["camera_draws"][c]["input"] for c in subject.camera_names] == [True, True, False]
         assert subject.timesteps == ("000", "001")
         assert subject.expressions.shape == (2, EXPRESSION_DIM)
@@ -330,3 +330,26 @@ def test_synth_command(tmp_path):
     assert read_subject(out / "subject_0000").expressions.shape == (1, EXPRESSION_DIM)
     bad = CliRunner().invoke(app, ["-o", str(out), "--subjects", "0"])
     assert bad.exit_code != 0
+
+
+def test_turned_lighting_swings_the_key_with_the_camera_up_to_a_neck_turn():
+    from avat3r_cli.data.synthetic.appearance import MAX_HEAD_TURN, turned_lighting
+
+    front = Lighting(key=(0.0, 0.0, -1.0), key_colour=(0.6, 0.6, 0.6), ambient=(0.4, 0.4, 0.4), kelvin=5000.0, sheen=0.1)
+    assert np.allclose(turned_lighting(front, 0.0).key, front.key)
+    # Positive yaw puts the camera on the subject's right (-x): a light behind the camera goes there too.
+    right = turned_lighting(front, 30.0)
+    assert np.allclose(right.key, (-0.5, 0.0, -np.sqrt(0.75)))
+    assert (right.key_colour, right.ambient, right.kelvin, right.sheen) == (front.key_colour, front.ambient, 5000.0, 0.1)
+    assert np.allclose(turned_lighting(front, 170.0).key, turned_lighting(front, MAX_HEAD_TURN).key)
+    assert np.allclose(turned_lighting(front, -170.0).key, turned_lighting(front, -MAX_HEAD_TURN).key)
+    # Only people who turn their head see the light turn; the others keep the head's light.
+    still = dataclasses.replace(DEFAULT_IDENTITY, lighting=front)
+    assert still.lighting_at(40.0) is front
+    assert np.allclose(dataclasses.replace(still, turns_head=True).lighting_at(40.0).key, turned_lighting(front, 40.0).key)
+
+
+def test_about_half_of_the_people_turn_their_head():
+    rng = np.random.default_rng(3)
+    turns = [sample_identity(rng).turns_head for _ in range(200)]
+    assert 70 < sum(turns) < 130

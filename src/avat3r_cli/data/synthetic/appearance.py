@@ -19,6 +19,7 @@ _KELVIN = np.array([3000.0, 4000.0, 5000.0, 5500.0, 6500.0, 7500.0])
 _KELVIN_RGB = np.array([(1.00, 0.71, 0.42), (1.00, 0.82, 0.64), (1.00, 0.89, 0.81), (1.00, 0.93, 0.87),
                         (0.98, 1.00, 1.00), (0.89, 0.92, 1.00)])
 WHITE_BALANCE_LEFT = 0.35
+MAX_HEAD_TURN = 75.0  # degrees a head turns either way in front of a still camera (turned_lighting)
 FRAME_COLOURS = {
     "black": (0.03, 0.03, 0.035), "tortoise": (0.24, 0.13, 0.06), "navy": (0.07, 0.09, 0.2),
     "red": (0.42, 0.06, 0.06), "clear": (0.72, 0.70, 0.66), "silver": (0.62, 0.62, 0.64), "gold": (0.72, 0.57, 0.3),
@@ -43,7 +44,8 @@ def kelvin_tint(kelvin: float, strength: float = WHITE_BALANCE_LEFT) -> np.ndarr
 
 @dataclass(frozen=True)
 class Lighting:
-    """A directional key light plus ambient, fixed to the head for a whole subject.
+    """A directional key light plus ambient in the head frame (for people who turn their head
+    between photos, turned per view by ``turned_lighting``).
 
     Attributes:
         key: unit direction towards the key light (head frame).
@@ -120,6 +122,24 @@ def sample_lighting(rng: np.random.Generator) -> Lighting:
     ambient = ambient_level * kelvin_tint(float(rng.uniform(4500.0, 9000.0)), 0.5 * WHITE_BALANCE_LEFT)
     return Lighting(key=_t(key), key_colour=_t(key_level * kelvin_tint(kelvin)), ambient=_t(ambient),
                     kelvin=kelvin, sheen=float(rng.uniform(0.0, 0.25)))
+
+
+def turned_lighting(lighting: Lighting, yaw_deg: float) -> Lighting:
+    """``lighting`` as a camera at ``yaw_deg`` sees it when the head, not the camera, turned.
+
+    A person who turns their head between photos in front of a still phone and lamp turns the
+    room's light with the camera, relative to the head: the key swings about the head's vertical
+    axis by the camera's yaw (same convention as ``cameras.SynthCamera``: positive puts the camera
+    on the subject's right, -x), at most ``MAX_HEAD_TURN`` degrees either way (a neck turns no
+    further; views beyond it keep the light of the furthest turn). Ambient and colours stay.
+    """
+    turn = math.radians(float(np.clip(yaw_deg, -MAX_HEAD_TURN, MAX_HEAD_TURN)))
+    # The rotation about y that carries the frontal view direction (0, 0, -1) to the camera's.
+    c, s = math.cos(turn), math.sin(turn)
+    x, y, z = lighting.key
+    key = (c * x + s * z, y, -s * x + c * z)
+    return Lighting(key=_t(key), key_colour=lighting.key_colour, ambient=lighting.ambient,
+                    kelvin=lighting.kelvin, sheen=lighting.sheen)
 
 
 def sample_glasses(rng: np.random.Generator) -> Glasses:

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 Progress = Callable[[int, int], None]
 """Called as ``progress(done, total)`` in rendered images."""
 
-GENERATOR_VERSION = 7
+GENERATOR_VERSION = 8
 SUBJECT_SEED_STRIDE = 100003
 # Deformers that exclude each other (a jaw cannot go both ways).
 _EXCLUSIVE = {"jawLeft": "jawRight", "jawRight": "jawLeft", "mouthLeft": "mouthRight", "mouthRight": "mouthLeft",
@@ -154,13 +154,15 @@ def subject_plan(seed: int, timesteps: int, cameras: int, resolution: int) -> Su
 
 
 def render_view(
-    head: HeadSamples, identity: Identity, camera: Camera, draws: tuple[torch.Tensor, torch.Tensor]
+    head: HeadSamples, identity: Identity, drawn: SynthCamera, draws: tuple[torch.Tensor, torch.Tensor]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(rgb uint8 [R, R, 3], mask uint8 [R, R])`` of ``head`` seen by ``camera`` over the
-    image's ``(background, noise)`` draws (``SubjectPlan.image_draws``)."""
+    """``(rgb uint8 [R, R, 3], mask uint8 [R, R])`` of ``head`` seen by ``drawn``'s camera, lit as
+    that view sees ``identity`` (``Identity.lighting_at``), over the image's ``(background,
+    noise)`` draws (``SubjectPlan.image_draws``)."""
     background, grain = draws
+    camera = drawn.camera
     with torch.no_grad():
-        out = render(head.gaussians(identity.lighting, camera), camera, (0.0, 0.0, 0.0))
+        out = render(head.gaussians(identity.lighting_at(drawn.yaw_deg), camera), camera, (0.0, 0.0, 0.0))
     # Rendered over black, the image is premultiplied: add the background behind it.
     rgb = _to_uint8(out.image + (1.0 - out.alpha) * background + grain)
     mask = (out.alpha[0].clamp(0, 1).numpy() * 255.0).round().astype(np.uint8)
@@ -203,8 +205,8 @@ def generate_subject(root: str | Path, seed: int, timesteps: int = 6, cameras: i
         head = model.samples(weights)
         n_gauss = len(head.means)
         images = []
-        for name, cam in zip(names, cams):
-            rgb, mask = render_view(head, identity, cam, plan.image_draws(resolution))
+        for name, view in zip(names, drawn):
+            rgb, mask = render_view(head, identity, view, plan.image_draws(resolution))
             for kind, array in (("images", rgb), ("masks", mask)):
                 folder = root / kind / f"{t:03d}"
                 folder.mkdir(parents=True, exist_ok=True)

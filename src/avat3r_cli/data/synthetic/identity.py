@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from avat3r_cli.data.synthetic.appearance import (
-    Clothing, Colour, Glasses, Lighting, sample_clothing, sample_glasses, sample_lighting,
+    Clothing, Colour, Glasses, Lighting, sample_clothing, sample_glasses, sample_lighting, turned_lighting,
 )
 from avat3r_cli.data.synthetic.face_shape import FACE_MODES
 
@@ -44,6 +44,11 @@ SKIN_TONES = np.array([
 
 GLASSES_SHARE = 0.2
 FACE_SHAPE_STREAM = 5  # face shapes draw from ``default_rng((identity seed, FACE_SHAPE_STREAM))``
+TURNING_STREAM = 6  # whether a person turns their head: ``default_rng((identity seed, TURNING_STREAM))``
+# The share of people photographed turning their head in front of a still camera and lamp (the
+# light turns with the view, ``appearance.turned_lighting``); the others sit still while the
+# photographer walks round them (the light stays with the head).
+TURNING_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,8 @@ class Identity:
         lighting: key and ambient light, fixed to the head.
         face_shape: one standard-normal coefficient per ``face_shape.FACE_MODES`` entry (how the
             face departs from the canonical mesh); empty for the canonical face.
+        turns_head: whether the photos were taken as the person turned their head in front of a
+            still camera and lamp, so the light turns with the view (``appearance.turned_lighting``).
     """
 
     seed: int
@@ -110,6 +117,11 @@ class Identity:
     glasses: Glasses | None
     lighting: Lighting
     face_shape: tuple[float, ...] = ()
+    turns_head: bool = False
+
+    def lighting_at(self, yaw_deg: float) -> Lighting:
+        """The light as a camera at ``yaw_deg`` (``cameras.SynthCamera``) sees this person."""
+        return turned_lighting(self.lighting, yaw_deg) if self.turns_head else self.lighting
 
     def to_dict(self) -> dict:
         """A JSON-ready dict of every field."""
@@ -188,6 +200,7 @@ def sample_identity(rng: np.random.Generator) -> Identity:
         # From its own stream: ``rng`` then goes on to a subject's cameras and expressions, which
         # stay the same as before face shapes existed.
         face_shape=tuple(float(c) for c in np.random.default_rng((seed, FACE_SHAPE_STREAM)).standard_normal(len(FACE_MODES))),
+        turns_head=bool(np.random.default_rng((seed, TURNING_STREAM)).random() < TURNING_SHARE),
     )
 
 
