@@ -80,7 +80,7 @@ REGISTRY: tuple[WeightsEntry, ...] = (
         path="avat3r-small",
         files=(
             ("config.json", "9d70aee30668dd8b8af89ddb3d73465d836f3c910f817cdf330165dd1ffcefbd"),
-            ("model.safetensors", "da9ccb495bdc5ebfb7e4515d97e2f80d96ebed98682eac7e249efed0f5ad0ea9"),
+            ("model.safetensors", "bfedee5308055dee8b9623418d8accd4e40802ac3c78375a792bb25ecd2f884f"),
         ),
     ),
 )
