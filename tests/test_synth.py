@@ -68,7 +68,7 @@ def test_layout_reads_back(dataset):
         # Camera 0 frontal and 1 where a user shoots; 2 all round the head (behind, above or below).
         assert subject.input_views == {"cam_00": True, "cam_01": True, "cam_02": False}
         meta = json.loads((root / name / "synth.json").read_text())
-        assert meta["generator_version"] == GENERATOR_VERSION == 9
+        assert meta["generator_version"] == GENERATOR_VERSION == 8
         assert [meta["camera_draws"][c]["input"] for c in subject.camera_names] == [True, True, False]
         assert subject.timesteps == ("000", "001")
         assert subject.expressions.shape == (2, EXPRESSION_DIM)
@@ -349,9 +349,7 @@ def test_turned_lighting_swings_the_key_with_the_camera_up_to_a_neck_turn():
     assert np.allclose(dataclasses.replace(still, turns_head=True).lighting_at(40.0).key, turned_lighting(front, 40.0).key)
 
 
-def test_the_share_of_people_who_turn_their_head_is_turning_share():
-    from avat3r_cli.data.synthetic.identity import TURNING_SHARE
-
+def test_about_half_of_the_people_turn_their_head():
     rng = np.random.default_rng(3)
     turns = [sample_identity(rng).turns_head for _ in range(200)]
-    assert abs(np.mean(turns) - TURNING_SHARE) < 0.1
+    assert 70 < sum(turns) < 130

@@ -47,9 +47,8 @@ FACE_SHAPE_STREAM = 5  # face shapes draw from ``default_rng((identity seed, FAC
 TURNING_STREAM = 6  # whether a person turns their head: ``default_rng((identity seed, TURNING_STREAM))``
 # The share of people photographed turning their head in front of a still camera and lamp (the
 # light turns with the view, ``appearance.turned_lighting``); the others sit still while the
-# photographer walks round them (the light stays with the head). Half (generator version 8) raised
-# the real capture's held-out faces over none (the model card, stage 17); version 9 lights all.
-TURNING_SHARE = 1.0
+# photographer walks round them (the light stays with the head).
+TURNING_SHARE = 0.5
 
 
 @dataclass(frozen=True)
