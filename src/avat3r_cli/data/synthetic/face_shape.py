@@ -66,7 +66,7 @@ FACE_MODES: dict[str, Mode] = {
 # training at 1.0, drawn 1.6 times as wide (generator version 6) the model came out level on the
 # capture's face PSNR and ahead on its SSIM and landmark distance (the model card, stage 15), and
 # 2.5 times (version 7) closer again on the landmarks and ahead on the synthetic subjects (stage 16).
-FACE_SHAPE_SPREAD = 2.5
+FACE_SHAPE_SPREAD = 4.0
 
 
 def reshape_face(rest: np.ndarray, coefficients: tuple[float, ...], fade: np.ndarray) -> np.ndarray:
