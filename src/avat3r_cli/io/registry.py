@@ -80,7 +80,7 @@ REGISTRY: tuple[WeightsEntry, ...] = (
         path="avat3r-small",
         files=(
             ("config.json", "9d70aee30668dd8b8af89ddb3d73465d836f3c910f817cdf330165dd1ffcefbd"),
-            ("model.safetensors", "bfedee5308055dee8b9623418d8accd4e40802ac3c78375a792bb25ecd2f884f"),
+            ("model.safetensors", "69539906114fb04f054d62d4d4cc9514fb053fe7569fb813d3b5c08b471d31a3"),
         ),
     ),
 )
