@@ -51,7 +51,7 @@ def frontal_codes(
         head = model.samples(plan.expressions[t])
         draws = [plan.image_draws(resolution) for _ in range(cameras)]
         for i in order:
-            rgb, _ = render_view(head, plan.identity, plan.drawn[i], draws[i], plan.exposures[i])
+            rgb, _ = render_view(head, plan.identity, plan.drawn[i], draws[i])
             face = analyzer.analyze(rgb)
             if face is not None:
                 codes[t] = face.blendshapes

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 Progress = Callable[[int, int], None]
 """Called as ``progress(done, total)`` in rendered images."""
 
-GENERATOR_VERSION = 11
+GENERATOR_VERSION = 10
 SUBJECT_SEED_STRIDE = 100003
 # Deformers that exclude each other (a jaw cannot go both ways).
 _EXCLUSIVE = {"jawLeft": "jawRight", "jawRight": "jawLeft", "mouthLeft": "mouthRight", "mouthRight": "mouthLeft",
@@ -50,22 +50,6 @@ _PAIRS.update({v: k for k, v in _PAIRS.items()})
 _FOCUS = (("jawOpen", 0.45), ("mouthSmileLeft", 0.35), ("eyeBlinkLeft", 0.35))
 NOISE_CHANCE, NOISE_MAX = 0.25, 0.12  # expression_noise: how often another deformer twitches, how far
 SENSOR_NOISE = (0.002, 0.01)  # per-subject standard deviation of the images' noise, 0..1 units
-# A phone sets exposure and white balance anew for every photo. Relative to camera 0 (where the
-# expression codes are read, so they stay as they were), each view's brightness is scaled by
-# exp(N(0, EXPOSURE_SPREAD)) and each channel by exp(N(0, WHITE_BALANCE_SPREAD)), the channel gains
-# normalised to a geometric mean of 1; drawn from their own stream so nothing else changes.
-EXPOSURE_STREAM = 7
-EXPOSURE_SPREAD, WHITE_BALANCE_SPREAD = 0.12, 0.04
-
-
-def view_exposures(seed: int, cameras: int) -> np.ndarray:
-    """``[C, 3]`` per-view RGB gains of the subject with ``seed``; row 0 (the frontal view) is 1."""
-    rng = np.random.default_rng((seed, EXPOSURE_STREAM))
-    brightness = rng.normal(0.0, EXPOSURE_SPREAD, (cameras, 1))
-    balance = rng.normal(0.0, WHITE_BALANCE_SPREAD, (cameras, 3))
-    gains = np.exp(brightness + balance - balance.mean(axis=1, keepdims=True)).astype(np.float32)
-    gains[0] = 1.0
-    return gains
 
 
 def random_expression(rng: np.random.Generator) -> dict[str, float]:
@@ -131,7 +115,6 @@ class SubjectPlan:
         drawn: C cameras (0 frontal) with their input flags.
         expressions: T deformer weight dicts (0 neutral).
         noise: the standard deviation of this subject's sensor noise.
-        exposures: ``[C, 3]`` each view's RGB gains (``view_exposures``).
     """
 
     rng: np.random.Generator
@@ -139,7 +122,6 @@ class SubjectPlan:
     drawn: list[SynthCamera]
     expressions: list[dict[str, float]]
     noise: float
-    exposures: np.ndarray
 
     @property
     def cameras(self) -> list[Camera]:
@@ -168,24 +150,21 @@ def subject_plan(seed: int, timesteps: int, cameras: int, resolution: int) -> Su
     drawn = synth_cameras(rng, cameras, resolution)
     expressions = [{}] + [expression_noise(rng, random_expression(rng)) for _ in range(timesteps - 1)]
     noise = float(rng.uniform(*SENSOR_NOISE))
-    return SubjectPlan(rng, identity, drawn, expressions, noise, view_exposures(seed, cameras))
+    return SubjectPlan(rng, identity, drawn, expressions, noise)
 
 
 def render_view(
-    head: HeadSamples, identity: Identity, drawn: SynthCamera, draws: tuple[torch.Tensor, torch.Tensor],
-    exposure: np.ndarray,
+    head: HeadSamples, identity: Identity, drawn: SynthCamera, draws: tuple[torch.Tensor, torch.Tensor]
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(rgb uint8 [R, R, 3], mask uint8 [R, R])`` of ``head`` seen by ``drawn``'s camera, lit as
     that view sees ``identity`` (``Identity.lighting_at``), over the image's ``(background,
-    noise)`` draws (``SubjectPlan.image_draws``), the photo scaled by the view's ``exposure [3]``
-    RGB gains before the sensor noise."""
+    noise)`` draws (``SubjectPlan.image_draws``)."""
     background, grain = draws
     camera = drawn.camera
     with torch.no_grad():
         out = render(head.gaussians(identity.lighting_at(drawn.yaw_deg), camera), camera, (0.0, 0.0, 0.0))
     # Rendered over black, the image is premultiplied: add the background behind it.
-    gain = torch.from_numpy(np.asarray(exposure, np.float32))[:, None, None]
-    rgb = _to_uint8((out.image + (1.0 - out.alpha) * background) * gain + grain)
+    rgb = _to_uint8(out.image + (1.0 - out.alpha) * background + grain)
     mask = (out.alpha[0].clamp(0, 1).numpy() * 255.0).round().astype(np.uint8)
     return rgb, mask
 
@@ -226,8 +205,8 @@ def generate_subject(root: str | Path, seed: int, timesteps: int = 6, cameras: i
         head = model.samples(weights)
         n_gauss = len(head.means)
         images = []
-        for name, view, exposure in zip(names, drawn, plan.exposures):
-            rgb, mask = render_view(head, identity, view, plan.image_draws(resolution), exposure)
+        for name, view in zip(names, drawn):
+            rgb, mask = render_view(head, identity, view, plan.image_draws(resolution))
             for kind, array in (("images", rgb), ("masks", mask)):
                 folder = root / kind / f"{t:03d}"
                 folder.mkdir(parents=True, exist_ok=True)
