@@ -68,7 +68,7 @@ FACE_MODES: dict[str, Mode] = {
 # 2.5 times (version 7) closer again on the landmarks and ahead on the synthetic subjects (stage 16);
 # 4.0 times (version 10) ahead on the capture's face PSNR and SSIM with the landmarks about level
 # (stage 19). At 4.0 a few faces are caricatures (a long nose, a heavy jaw); that is the point.
-FACE_SHAPE_SPREAD = 5.0
+FACE_SHAPE_SPREAD = 4.0
 
 
 def reshape_face(rest: np.ndarray, coefficients: tuple[float, ...], fade: np.ndarray) -> np.ndarray:
