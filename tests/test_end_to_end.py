@@ -116,10 +116,12 @@ def test_the_bundled_model_opens_the_jaw_for_jaw_open(tmp_path):
 def test_the_bundled_model_records_a_neutral_code_inside_its_training_codes():
     model, _ = load_avat3r(str(default_weights_folder()))
     z = lambda code: ((code - model.expression_mean) / model.expression_std).abs()  # noqa: E731
-    # The all-zero code is several spreads off the training codes (eyeSquint, eyeLookDown); the
-    # recorded neutral (median of the training subjects' neutral frames) sits inside them.
-    assert float(z(torch.zeros(52)).max()) > 3.0
-    assert float(z(model.neutral_expression).max()) < 2.0
+    # The all-zero code is several spreads off the training codes (eyeLookDown, eyeSquint; measured
+    # 2.84 with stage 19, whose wider synthetic faces MediaPipe reads nearer zero there, and 3.13
+    # with stage 17); the recorded neutral (median of the training subjects' neutral frames) sits
+    # inside them (0.74 with both).
+    assert float(z(torch.zeros(52)).max()) > 2.5
+    assert float(z(model.neutral_expression).max()) < 1.5
     assert float(model.neutral_expression[25]) < 0.05  # jawOpen: a closed mouth
 
 
