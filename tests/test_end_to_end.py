@@ -145,8 +145,8 @@ def test_the_view_from_behind_shows_the_back_of_a_head(avatar_dir):
 
 def test_a_one_photo_avatar_is_closed_behind(tmp_path):
     # One frontal photo: no pixel sees the back, so only anchor Gaussians can close it. Measured
-    # -0.00 and -0.120 m with stage 19 (stage 17: -0.13 and -0.119 m; stage 9: -0.09 and -0.115 m; stage 7, without anchors: 0.47
-    # and +0.02 m).
+    # -0.00 and -0.120 m with stage 19 (stage 17: -0.13 and -0.119 m; stage 9: -0.09 and -0.115 m;
+    # stage 7, without anchors: 0.47 and +0.02 m).
     Image.fromarray(skimage_data.astronaut()).save(tmp_path / "astronaut.png")
     made = runner.invoke(app, ["create", str(tmp_path / "astronaut.png"), "-o", str(tmp_path / "a"), "--no-video"],
                          env={"AVAT3R_CACHE": str(tmp_path / "cache")})

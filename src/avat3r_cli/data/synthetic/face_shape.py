@@ -62,12 +62,9 @@ FACE_MODES: dict[str, Mode] = {
 }
 # How much wider than the sizes above the coefficients are drawn. The model is to learn that a
 # photo's position map can be wrong by as much as a real person's face departs from the template,
-# so the training faces should cover that departure with room to spare. Against the same
-# training at 1.0, drawn 1.6 times as wide (generator version 6) the model came out level on the
-# capture's face PSNR and ahead on its SSIM and landmark distance (the model card, stage 15), and
-# 2.5 times (version 7) closer again on the landmarks and ahead on the synthetic subjects (stage 16);
-# 4.0 times (version 10) ahead on the capture's face PSNR and SSIM with the landmarks about level
-# (stage 19). At 4.0 a few faces are caricatures (a long nose, a heavy jaw); that is the point.
+# so the training faces should cover that departure with room to spare: at 4.0 a few faces are
+# caricatures (a long nose, a heavy jaw). Each widening from 1.0 through 1.6 and 2.5 to 4.0 helped
+# the real capture; 5.0 did not (docs/model.md, the model card's stages 15-21).
 FACE_SHAPE_SPREAD = 4.0
 
 
