@@ -49,14 +49,13 @@ TURNING_STREAM = 6  # whether a person turns their head: ``default_rng((identity
 # light turns with the view, ``appearance.turned_lighting``); the others sit still while the
 # photographer walks round them (the light stays with the head).
 TURNING_SHARE = 0.5
-# The rest of the head: multipliers of the skull ellipsoid's semi-axes (width, height, depth) and
-# the thickness of hair over the skull. Preprocessing puts every photo's head on one template
-# proxy, so the spread of real skulls and hairdos is how wrong its position maps are above and
-# behind the face; these ranges cover real heads' spread (breadth and length each vary by several
-# per cent, and independently) and hair up to the volume of a head of curls. The skull stays at
-# least as wide as the face mask (its edge would stick out).
+# The rest of the head: multipliers of the skull ellipsoid's semi-axes (width, height, depth).
+# Preprocessing puts every photo's head on one template proxy, so the spread of real skulls is how
+# wrong its position maps are above and behind the face; these ranges cover real heads' spread
+# (breadth and length each vary by several per cent, and independently). The skull stays at least
+# as wide as the face mask (its edge would stick out). Hair over the skull is 6-16 mm thick.
 SKULL_LOW, SKULL_HIGH = (0.97, 0.90, 0.90), (1.12, 1.10, 1.14)
-HAIR_VOLUME_MAX = 0.030
+HAIR_VOLUME_MAX = 0.016
 
 
 @dataclass(frozen=True)
