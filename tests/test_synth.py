@@ -68,7 +68,7 @@ def test_layout_reads_back(dataset):
         # Camera 0 frontal and 1 where a user shoots; 2 all round the head (behind, above or below).
         assert subject.input_views == {"cam_00": True, "cam_01": True, "cam_02": False}
         meta = json.loads((root / name / "synth.json").read_text())
-        assert meta["generator_version"] == GENERATOR_VERSION == 14
+        assert meta["generator_version"] == GENERATOR_VERSION == 10
         assert [meta["camera_draws"][c]["input"] for c in subject.camera_names] == [True, True, False]
         assert subject.timesteps == ("000", "001")
         assert subject.expressions.shape == (2, EXPRESSION_DIM)

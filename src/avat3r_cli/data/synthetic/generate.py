@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 Progress = Callable[[int, int], None]
 """Called as ``progress(done, total)`` in rendered images."""
 
-GENERATOR_VERSION = 14
+GENERATOR_VERSION = 10
 SUBJECT_SEED_STRIDE = 100003
 # Deformers that exclude each other (a jaw cannot go both ways).
 _EXCLUSIVE = {"jawLeft": "jawRight", "jawRight": "jawLeft", "mouthLeft": "mouthRight", "mouthRight": "mouthLeft",

@@ -49,13 +49,6 @@ TURNING_STREAM = 6  # whether a person turns their head: ``default_rng((identity
 # light turns with the view, ``appearance.turned_lighting``); the others sit still while the
 # photographer walks round them (the light stays with the head).
 TURNING_SHARE = 0.5
-# The rest of the head: multipliers of the skull ellipsoid's semi-axes (width, height, depth).
-# Preprocessing puts every photo's head on one template proxy, so the spread of real skulls is how
-# wrong its position maps are above and behind the face; these ranges cover real heads' spread
-# (breadth and length each vary by several per cent, and independently). The skull stays at least
-# as wide as the face mask (its edge would stick out). Hair over the skull is 6-16 mm thick.
-SKULL_LOW, SKULL_HIGH = (0.97, 0.90, 0.90), (1.12, 1.10, 1.14)
-HAIR_VOLUME_MAX = 0.016
 
 
 @dataclass(frozen=True)
@@ -153,7 +146,8 @@ def sample_identity(rng: np.random.Generator) -> Identity:
     skin = skin_from_tone(tone) * rng.uniform(0.96, 1.04, 3)  # small hue jitter
     base = rng.uniform(0.92, 1.08)
     scale = base * rng.uniform(0.96, 1.04, 3)
-    skull = rng.uniform(SKULL_LOW, SKULL_HIGH)
+    # The skull must stay at least as wide as the face mask (its edge would stick out).
+    skull = rng.uniform((0.97, 0.94, 0.94), (1.06, 1.05, 1.08))
 
     style = HAIR_STYLES[int(rng.choice(len(HAIR_STYLES), p=[0.45, 0.35, 0.20]))]
     # Darker skin makes black and brown hair more likely, as in the world's population.
@@ -185,7 +179,7 @@ def sample_identity(rng: np.random.Generator) -> Identity:
         hair_name=hair_name,
         hair=_t(np.clip(hair, 0, 1)),
         hairline=float(rng.uniform(-0.108, -0.094)),
-        hair_volume=float(rng.uniform(0.006, HAIR_VOLUME_MAX) if style != "buzz" else 0.0015),
+        hair_volume=float(rng.uniform(0.006, 0.016) if style != "buzz" else 0.0015),
         hair_length=float(rng.uniform(0.08, 0.15)),
         iris_name=iris_name,
         iris=_t(np.clip(iris, 0, 1)),
