@@ -10,6 +10,9 @@ from avat3r_cli.io.mediapipe_assets import load_canonical_face
 from avat3r_cli.preprocess.crop import crop_camera, head_crop_box
 from avat3r_cli.preprocess.template_geometry import (
     FACE_CONFIDENCE,
+    PROXY_CONFIDENCE,
+    PositionMap,
+    extend_to_person,
     lift_landmarks,
     render_position_map,
     template_gaussians,
@@ -64,3 +67,43 @@ def test_position_map_points_sit_on_the_face_and_confidence_marks_it():
     assert float(pmap.confidence[0, 0, 0]) == 0.0 and float(pmap.confidence[0, -1, -1]) == 0.0
     coverage = float((pmap.confidence > 0.5).float().mean())
     assert 0.2 < coverage < 0.8
+
+
+def _front_map() -> tuple[PositionMap, Camera]:
+    canonical = load_canonical_face()
+    cam = photo_camera(0.0)
+    crop = crop_camera(cam, head_crop_box(cam), 64)
+    template = template_gaussians(lift_landmarks(project(cam, canonical.vertices), cam, canonical), canonical)
+    return render_position_map(template, crop), crop
+
+
+def test_extension_puts_person_pixels_past_the_template_on_their_rays_at_the_nearest_depth():
+    pmap, crop = _front_map()
+    covered = pmap.confidence[0] > 0.5
+    person = torch.ones(64, 64, dtype=torch.bool)
+    person[:, :4] = False  # a strip of background stays background
+    out = extend_to_person(pmap, person, crop)
+    extra = person & ~covered
+    assert bool(extra.any())
+    assert torch.equal(out.points[:, covered], pmap.points[:, covered])  # the template is kept
+    assert torch.equal(out.confidence[0, covered], pmap.confidence[0, covered])
+    assert torch.all(out.confidence[0, extra] == PROXY_CONFIDENCE)
+    assert torch.all(out.confidence[0, ~person & ~covered] == 0.0)
+    w2c = crop.world_to_cam
+    cam_points = torch.einsum("ij,jhw->ihw", w2c[:3, :3], out.points) + w2c[:3, 3, None, None]
+    uv = torch.einsum("ij,jhw->ihw", crop.K, cam_points)
+    ys, xs = torch.meshgrid(torch.arange(64) + 0.5, torch.arange(64) + 0.5, indexing="ij")
+    # Each new point projects back onto its own pixel...
+    assert (uv[0] / uv[2] - xs)[extra].abs().max() < 1e-3 and (uv[1] / uv[2] - ys)[extra].abs().max() < 1e-3
+    # ...at the depth of a covered pixel: the nearest one, for the pixel right of the head's outline.
+    depth = cam_points[2]
+    row = 32
+    right = int(torch.nonzero(covered[row]).max())
+    assert abs(float(depth[row, right + 3]) - float(depth[row, right])) < 1e-5
+
+
+def test_extension_changes_nothing_when_the_person_is_inside_the_template():
+    pmap, crop = _front_map()
+    inside = pmap.confidence[0] > 0.5
+    out = extend_to_person(pmap, inside, crop)
+    assert out is pmap

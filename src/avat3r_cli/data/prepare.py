@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from avat3r_cli.core.errors import Avat3rError
 from avat3r_cli.data.layout import list_subjects, read_subject
@@ -22,7 +23,12 @@ from avat3r_cli.io.images import load_photo
 from avat3r_cli.io.mediapipe_assets import load_canonical_face
 from avat3r_cli.preprocess.crop import crop_camera, crop_photo, head_crop_box
 from avat3r_cli.preprocess.face import FaceAnalyzer
-from avat3r_cli.preprocess.template_geometry import lift_landmarks, render_position_map, template_gaussians
+from avat3r_cli.preprocess.template_geometry import (
+    extend_to_person,
+    lift_landmarks,
+    render_position_map,
+    template_gaussians,
+)
 
 
 def prepare_subject(subject_dir: Path, resolution: int, analyzer: FaceAnalyzer, geometry: str = "template") -> Path:
@@ -58,6 +64,8 @@ def prepare_subject(subject_dir: Path, resolution: int, analyzer: FaceAnalyzer, 
             else:
                 vertices = canonical.vertices
             pmap = render_position_map(template_gaussians(vertices, canonical), crop_cams[c])
+            if mask_path is not None:  # as photos are: the map carried over the person's mask
+                pmap = extend_to_person(pmap, torch.from_numpy(masks[t, c] > 127), crop_cams[c])
             positions[t, c] = pmap.points.numpy().astype(np.float16)
             confidence[t, c] = np.round(pmap.confidence[0].numpy() * 255).astype(np.uint8)
     path = subject_dir / prepared_name(resolution, geometry)

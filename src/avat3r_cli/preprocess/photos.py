@@ -31,7 +31,13 @@ from avat3r_cli.preprocess.crop import crop_camera, crop_photo, head_crop_box
 from avat3r_cli.preprocess.face import NUM_LANDMARKS, FaceAnalyzer, analyze_photo
 from avat3r_cli.preprocess.head_pose import default_focal_px, focal_from_exif_35mm, solve_camera
 from avat3r_cli.preprocess.sapiens import feature_backend_name
-from avat3r_cli.preprocess.template_geometry import lift_landmarks, render_position_map, template_gaussians
+from avat3r_cli.preprocess.person_mask import person_masks
+from avat3r_cli.preprocess.template_geometry import (
+    extend_to_person,
+    lift_landmarks,
+    render_position_map,
+    template_gaussians,
+)
 
 GEOMETRY_BACKENDS = ("template", "dust3r")
 
@@ -118,7 +124,7 @@ def _cache_key(path: Path, resolution: int, focal_px: float | None) -> str:
                 digest.update(chunk)
     except OSError as error:
         raise InputFileError(path, f"cannot read file ({error.strerror or error})") from None
-    digest.update(json.dumps([resolution, "template", focal_px, __version__, preprocessing_fingerprint()]).encode())
+    digest.update(json.dumps([resolution, "template+person", focal_px, __version__, preprocessing_fingerprint()]).encode())
     return digest.hexdigest()
 
 
@@ -220,7 +226,8 @@ def prepare_photo(
     crop_cam = crop_camera(camera, box, resolution)
     crop = crop_photo(image, box, resolution)
     template = template_gaussians(lift_landmarks(face.landmarks, camera, canonical), canonical)
-    pmap = render_position_map(template, crop_cam)
+    person = torch.from_numpy(person_masks(crop[None])[0, 0] > 0.5)
+    pmap = extend_to_person(render_position_map(template, crop_cam), person, crop_cam)
     scale = resolution / box.size
     landmarks = (face.landmarks[:, :2] - np.array([box.x0, box.y0], np.float32)) * scale
     pose = {"yaw_deg": fit.yaw_deg, "pitch_deg": fit.pitch_deg, "roll_deg": fit.roll_deg,

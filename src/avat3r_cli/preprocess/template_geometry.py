@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from avat3r_cli.core.camera import Camera
 from avat3r_cli.core.gaussians import Gaussians
@@ -24,6 +25,7 @@ from avat3r_cli.render import render
 
 FACE_CONFIDENCE = 1.0
 PROXY_CONFIDENCE = 0.6
+COVERED = 0.5  # confidence at or above which a pixel is on the template (face or proxy)
 _SAMPLES_PER_TRIANGLE = 10  # about 9k face points (1.8 mm apart, 2.5 mm discs): a closed surface
 _DISC_RADIUS = 0.0025  # metres; the discs overlap so the surface has no holes
 _DISC_THICKNESS = 0.0008
@@ -189,3 +191,45 @@ def render_position_map(template: Gaussians, crop_camera: Camera) -> PositionMap
     points_cam = rays * depth.reshape(1, -1)
     points = w2c[:3, :3].T @ (points_cam - w2c[:3, 3:4])
     return PositionMap(points.reshape(3, h, w), confidence.clamp(0.0, 1.0))
+
+
+def extend_to_person(pmap: PositionMap, person: torch.Tensor, crop_camera: Camera) -> PositionMap:
+    """``pmap`` carried over the person's silhouette where the template head does not reach.
+
+    About a third of a head-and-shoulders crop is person outside the template (hair past the
+    skull proxy, a beard, the shoulders); without this those pixels have confidence 0 and give
+    no Gaussian. Each such pixel gets the point on its own ray at the camera depth of the
+    nearest covered pixel, and the proxy's confidence.
+
+    Args:
+        pmap: the template's position map, points ``[3, R, R]``, confidence ``[1, R, R]``.
+        person: ``[R, R]`` bool, True on the person (hair, clothes included).
+        crop_camera: the crop camera the map was rendered for.
+
+    Returns:
+        The extended map (``pmap`` itself when nothing is to extend).
+    """
+    covered = pmap.confidence[0] >= COVERED
+    extra = person.bool() & ~covered
+    if not bool(extra.any()) or not bool(covered.any()):
+        return pmap
+    # The nearest covered pixel to an uncovered one always has an uncovered 8-neighbour, so the
+    # search runs over the covered region's outline only (hundreds of pixels, not thousands).
+    uncovered = F.pad((~covered).float()[None, None], (1, 1, 1, 1), value=0.0)
+    outline = covered & (F.max_pool2d(uncovered, 3, stride=1)[0, 0] > 0)
+    oy, ox = outline.nonzero(as_tuple=True)
+    ey, ex = extra.nonzero(as_tuple=True)
+    nearest = torch.cat([
+        ((y[:, None] - oy[None]) ** 2 + (x[:, None] - ox[None]) ** 2).argmin(dim=1)
+        for y, x in zip(ey.split(4096), ex.split(4096))  # bounded memory at any crop size
+    ])
+    w2c = crop_camera.world_to_cam.float()
+    depth = (torch.einsum("ij,jhw->ihw", w2c[:3, :3], pmap.points) + w2c[:3, 3, None, None])[2]
+    pix = torch.stack([ex.float() + 0.5, ey.float() + 0.5, torch.ones(len(ex))])
+    rays = torch.linalg.inv(crop_camera.K.float()) @ pix  # [3, E]
+    points_cam = rays * depth[oy[nearest], ox[nearest]][None]
+    points = pmap.points.clone()
+    points[:, ey, ex] = w2c[:3, :3].T @ (points_cam - w2c[:3, 3:4])
+    confidence = pmap.confidence.clone()
+    confidence[0, ey, ex] = PROXY_CONFIDENCE
+    return PositionMap(points, confidence)
