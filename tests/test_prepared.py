@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from avat3r_cli.core.camera import intrinsics_from_fov, look_at
-from avat3r_cli.core.errors import InputFileError
-from avat3r_cli.data.prepared import PreparedSubject, prepared_name, save_prepared
+from avat3r_cli.core.errors import Avat3rError, InputFileError
+from avat3r_cli.data.prepared import POSITION_MAPS, PreparedSubject, is_current, prepared_name, save_prepared
 from avat3r_cli.data.sampler import sample_views
 
 
-def fake_prepared(path, t=4, c=5, r=16):
+def fake_prepared(path, t=4, c=5, r=16, metadata=None):
     rng = np.random.default_rng(0)
     angles = np.linspace(-1, 1, c)
     w2c = np.stack([look_at(torch.tensor([np.sin(a), 0.0, -np.cos(a)], dtype=torch.float32), torch.zeros(3),
@@ -26,7 +26,7 @@ def fake_prepared(path, t=4, c=5, r=16):
         "world_to_cam": w2c.astype(np.float32),
         "expressions": rng.random((t, 52)).astype(np.float32),
     }
-    save_prepared(path, arrays, {"resolution": str(r)})
+    save_prepared(path, arrays, {"resolution": str(r), **(metadata or {})})
     return arrays
 
 
@@ -65,3 +65,22 @@ def test_input_views_flag_is_optional(tmp_path):
     save_prepared(bad, {**arrays, "input_views": np.zeros(5, np.uint8)}, {"resolution": "16"})
     with pytest.raises(InputFileError, match="no input camera"):
         PreparedSubject(bad)
+
+
+def test_files_without_silhouette_maps_are_stale_and_training_names_the_fix(tmp_path):
+    from avat3r_cli.pipeline.dataset import missing_prepared
+    from avat3r_cli.train.subjects import find_subjects
+
+    name = prepared_name(16, "template")
+    fake_prepared(tmp_path / "subject_0000" / name, metadata={"position_maps": POSITION_MAPS})
+    fake_prepared(tmp_path / "subject_0001" / name)  # written before the stamp: template maps only
+    (tmp_path / "subject_0002").mkdir()
+    (tmp_path / "subject_0002" / name).write_bytes(b"garbage")
+    (tmp_path / "dataset.json").write_text(
+        '{"subjects": ["subject_0000", "subject_0001", "subject_0002"]}', encoding="utf-8")
+    assert is_current(tmp_path / "subject_0000" / name)
+    assert not is_current(tmp_path / "subject_0001" / name)
+    assert not is_current(tmp_path / "subject_0002" / name) and not is_current(tmp_path / "nope" / name)
+    assert missing_prepared(tmp_path, 16, "template") == ["subject_0001", "subject_0002"]
+    with pytest.raises(Avat3rError, match=r"2 subject\(s\), first subject_0001.*prepare-data .* --resolution 16"):
+        find_subjects(tmp_path, 16, "template")

@@ -20,7 +20,7 @@ from cli_fixtures import one_thread  # noqa: F401
 from avat3r_cli.core.camera import orbit_cameras
 from avat3r_cli.core.expressions import EXPRESSION_INDEX
 from avat3r_cli.core.gaussians import Gaussians, rgb_to_sh_dc
-from avat3r_cli.data.prepared import PreparedSubject, prepared_name, save_prepared
+from avat3r_cli.data.prepared import POSITION_MAPS, PreparedSubject, prepared_name, save_prepared
 from avat3r_cli.data.sampler import sample_views
 from avat3r_cli.model.avat3r import Avat3r
 from avat3r_cli.model.config import get_preset
@@ -94,7 +94,7 @@ def make_subject(folder: Path, seed: int, timesteps: int = 3, cameras: int = 6, 
     data["expressions"] = expressions
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / prepared_name(r, "template")
-    save_prepared(path, data, {"resolution": str(r), "geometry": "template"})
+    save_prepared(path, data, {"resolution": str(r), "geometry": "template", "position_maps": POSITION_MAPS})
     return path
 
 

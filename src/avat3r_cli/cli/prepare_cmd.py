@@ -16,7 +16,7 @@ def prepare_data(
     resolution: Annotated[int, typer.Option(help="Crop side: the model's input resolution (see `avat3r models`).")] = 128,
     geometry: Annotated[str, typer.Option(help="Position-map backend (template).")] = "template",
 ) -> None:
-    """Write SUBJECT/prepared_r{R}_{geometry}.safetensors for every subject that lacks it."""
+    """Write SUBJECT/prepared_r{R}_{geometry}.safetensors for every subject that lacks a current one."""
     from avat3r_cli.pipeline.dataset import ensure_prepared
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)

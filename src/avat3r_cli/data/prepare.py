@@ -18,7 +18,7 @@ import torch
 
 from avat3r_cli.core.errors import Avat3rError
 from avat3r_cli.data.layout import list_subjects, read_subject
-from avat3r_cli.data.prepared import prepared_name, save_prepared
+from avat3r_cli.data.prepared import POSITION_MAPS, is_current, prepared_name, save_prepared
 from avat3r_cli.io.images import load_photo
 from avat3r_cli.io.mediapipe_assets import load_canonical_face
 from avat3r_cli.preprocess.crop import crop_camera, crop_photo, head_crop_box
@@ -79,7 +79,7 @@ def prepare_subject(subject_dir: Path, resolution: int, analyzer: FaceAnalyzer, 
         "expressions": subject.expressions,
         "input_views": subject.input_candidates().astype(np.uint8),
     }
-    save_prepared(path, arrays, {"geometry": geometry, "resolution": str(r), "cameras": ",".join(names),
+    save_prepared(path, arrays, {"geometry": geometry, "position_maps": POSITION_MAPS, "resolution": str(r), "cameras": ",".join(names),
                                  "faces_detected": f"{detected}/{t_count * c_count}"})
     return path
 
@@ -87,10 +87,10 @@ def prepare_subject(subject_dir: Path, resolution: int, analyzer: FaceAnalyzer, 
 def prepare_dataset(
     data_dir: Path, resolution: int, geometry: str = "template", progress: Callable[[int, int], None] | None = None
 ) -> list[str]:
-    """Prepare every subject of ``data_dir`` that is not prepared yet; returns all subject names."""
+    """Prepare every subject of ``data_dir`` without a current prepared file; returns all subject names."""
     data_dir = Path(data_dir)
     subjects = list_subjects(data_dir)
-    todo = [s for s in subjects if not (data_dir / s / prepared_name(resolution, geometry)).is_file()]
+    todo = [s for s in subjects if not is_current(data_dir / s / prepared_name(resolution, geometry))]
     if todo:
         with FaceAnalyzer() as analyzer:
             for i, name in enumerate(todo):

@@ -14,6 +14,10 @@ crop, position maps) once per image, and stores one safetensors file per subject
       input_views uint8   [C]               optional: 1 where the camera may be a model input
                                             (cameras.json's "input"); absent in older files: all 1
 
+The metadata's ``position_maps`` says which maps the file holds (``POSITION_MAPS``); a file
+without it was written before the maps were carried over the person's silhouette, so
+``prepare-data`` writes it again and training and evaluation refuse it.
+
 Training reads only the slices a sample needs (safetensors slicing), so thousands of subjects
 fit on disk without being loaded.
 
@@ -34,12 +38,28 @@ from avat3r_cli.data.sampler import SampleSpec
 from avat3r_cli.io.tensors import save_tensors
 from avat3r_cli.model.inputs import ViewInputs
 
+# The position maps prepare-data writes: the template's, carried over the person's silhouette
+# (preprocess/template_geometry.py, extend_to_person). A model trained on one kind reads the
+# other as different inputs, so a file of any other kind is stale.
+POSITION_MAPS = "silhouette"
 PREPARED_KEYS = ("images", "masks", "positions", "confidence", "K", "world_to_cam", "expressions")
 
 
 def prepared_name(resolution: int, geometry: str) -> str:
     """File name of a subject's prepared data at ``resolution`` with ``geometry``."""
     return f"prepared_r{resolution}_{geometry}.safetensors"
+
+
+def is_current(path: str | Path) -> bool:
+    """Whether the prepared file at ``path`` exists and holds ``POSITION_MAPS`` maps (module docstring)."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return (f.metadata() or {}).get("position_maps") == POSITION_MAPS
+    except Exception:  # safetensors raises its own error types; an unreadable file is not current
+        return False
 
 
 def save_prepared(path: str | Path, arrays: dict[str, np.ndarray | torch.Tensor], metadata: dict[str, str]) -> None:

@@ -30,8 +30,8 @@ from avat3r_cli.io.tensors import load_tensors, save_tensors
 from avat3r_cli.preprocess.crop import crop_camera, crop_photo, head_crop_box
 from avat3r_cli.preprocess.face import NUM_LANDMARKS, FaceAnalyzer, analyze_photo
 from avat3r_cli.preprocess.head_pose import default_focal_px, focal_from_exif_35mm, solve_camera
-from avat3r_cli.preprocess.sapiens import feature_backend_name
 from avat3r_cli.preprocess.person_mask import person_masks
+from avat3r_cli.preprocess.sapiens import feature_backend_name
 from avat3r_cli.preprocess.template_geometry import (
     extend_to_person,
     lift_landmarks,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from avat3r_cli.core.errors import Avat3rError
-from avat3r_cli.data.prepared import PreparedSubject, TrainingSample, prepared_name
+from avat3r_cli.data.prepared import PreparedSubject, TrainingSample, is_current, prepared_name
 from avat3r_cli.data.sampler import SampleSpec, sample_views
 
 if TYPE_CHECKING:
@@ -16,7 +16,10 @@ if TYPE_CHECKING:
 
 
 def find_subjects(data_dir: Path, resolution: int, geometry: str) -> list[str]:
-    """Sorted names of the subject folders holding ``prepared_r{R}_{geometry}.safetensors``."""
+    """Sorted names of the subject folders holding ``prepared_r{R}_{geometry}.safetensors``.
+
+    Raises ``Avat3rError`` when none does, or when any of them is stale (``data/prepared.py``).
+    """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise Avat3rError(f"{data_dir}: dataset folder does not exist")
@@ -24,6 +27,11 @@ def find_subjects(data_dir: Path, resolution: int, geometry: str) -> list[str]:
     subjects = sorted(p.name for p in data_dir.iterdir() if (p / name).is_file())
     if not subjects:
         raise Avat3rError(f"{data_dir}: no subject folder holds {name} (prepare the dataset at R={resolution} first)")
+    stale = [s for s in subjects if not is_current(data_dir / s / name)]
+    if stale:
+        raise Avat3rError(f"{data_dir}: {len(stale)} subject(s), first {stale[0]}, were prepared by an older avat3r "
+                          f"(position maps not carried over the silhouette); run: avat3r prepare-data {data_dir} "
+                          f"--resolution {resolution}")
     return subjects
 
 
