@@ -80,7 +80,7 @@ REGISTRY: tuple[WeightsEntry, ...] = (
         path="avat3r-small",
         files=(
             ("config.json", "9d70aee30668dd8b8af89ddb3d73465d836f3c910f817cdf330165dd1ffcefbd"),
-            ("model.safetensors", "69539906114fb04f054d62d4d4cc9514fb053fe7569fb813d3b5c08b471d31a3"),
+            ("model.safetensors", "5391698ec5eabc35be3f5cd34c6f68adfef34d39d757aa449f7c287bc2675ce8"),
         ),
     ),
 )
