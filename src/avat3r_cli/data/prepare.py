@@ -2,7 +2,7 @@
 
 Per view: MediaPipe finds the face, its landmarks are lifted with the dataset's (known) camera,
 the head is cropped around the same head sphere as photos are, and the template backend renders
-the position map. Cameras come from the dataset (real rigs are calibrated; synthetic ones exact)
+the position map, carried over the subject's mask as a photo's is over its person mask. Cameras come from the dataset (real rigs are calibrated; synthetic ones exact)
 rather than from PnP, so targets and inputs share one frame; see docs/dataset.md.
 
 Letters: T timesteps, C cameras, R crop side.
@@ -79,8 +79,8 @@ def prepare_subject(subject_dir: Path, resolution: int, analyzer: FaceAnalyzer, 
         "expressions": subject.expressions,
         "input_views": subject.input_candidates().astype(np.uint8),
     }
-    save_prepared(path, arrays, {"geometry": geometry, "position_maps": POSITION_MAPS, "resolution": str(r), "cameras": ",".join(names),
-                                 "faces_detected": f"{detected}/{t_count * c_count}"})
+    save_prepared(path, arrays, {"geometry": geometry, "position_maps": POSITION_MAPS, "resolution": str(r),
+                                 "cameras": ",".join(names), "faces_detected": f"{detected}/{t_count * c_count}"})
     return path
 
 

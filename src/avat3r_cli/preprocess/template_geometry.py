@@ -4,7 +4,9 @@ Per view, MediaPipe's 468 face landmarks are lifted to 3D at the depth the canon
 under the solved camera, so the face mesh follows the photo (mouth open, face width), and a
 head-shaped proxy (skull and hair, ears, neck) fills in the rest. The template is rendered into
 the crop camera with the project's own rasteriser: expected depth gives a 3D point per pixel,
-a label channel gives the confidence (face 1.0, proxy 0.6, background 0).
+a label channel gives the confidence (face 1.0, proxy 0.6, background 0). ``extend_to_person``
+then carries the map over the person's silhouette (hair past the proxy, the shoulders), as every
+bundled model since stage 24 expects.
 
 Letters: R crop side.
 """
