@@ -2,8 +2,9 @@
 
 Per view: MediaPipe finds the face, its landmarks are lifted with the dataset's (known) camera,
 the head is cropped around the same head sphere as photos are, and the template backend renders
-the position map, carried over the subject's mask as a photo's is over its person mask. Cameras come from the dataset (real rigs are calibrated; synthetic ones exact)
-rather than from PnP, so targets and inputs share one frame; see docs/dataset.md.
+the position map, carried over the subject's mask as a photo's is over its person mask. Cameras
+come from the dataset (real rigs are calibrated; synthetic ones exact) rather than from PnP, so
+targets and inputs share one frame; see docs/dataset.md.
 
 Letters: T timesteps, C cameras, R crop side.
 """

@@ -124,7 +124,7 @@ def _cache_key(path: Path, resolution: int, focal_px: float | None) -> str:
                 digest.update(chunk)
     except OSError as error:
         raise InputFileError(path, f"cannot read file ({error.strerror or error})") from None
-    digest.update(json.dumps([resolution, "template+person", focal_px, __version__, preprocessing_fingerprint()]).encode())
+    digest.update(json.dumps([resolution, "template", focal_px, __version__, preprocessing_fingerprint()]).encode())
     return digest.hexdigest()
 
 
