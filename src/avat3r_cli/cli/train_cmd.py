@@ -48,11 +48,6 @@ def train(
     consistent_inputs: Annotated[
         bool, typer.Option("--consistent-inputs", help="All input views at one timestep (ablation).")
     ] = False,
-    input_view_target: Annotated[
-        float,
-        typer.Option(min=0.0, max=1.0,
-                     help="Chance that a sample's first target is one of its own input views, at its timestep."),
-    ] = 0.0,
     init: Annotated[
         str | None,
         typer.Option(
@@ -108,7 +103,7 @@ def train(
         min_inputs=min_inputs,
         num_targets=targets, seed=seed, checkpoint_every=checkpoint_every, validate_every=validate_every,
         device=device, resume=resume, geometry=geometry, consistent_inputs=consistent_inputs,
-        input_view_target=input_view_target, num_subjects_val=val_subjects, stop_after=stop_after, changed_weight=changed_weight, init_from=init,
+        num_subjects_val=val_subjects, stop_after=stop_after, changed_weight=changed_weight, init_from=init,
         reinit=tuple(reinit or ()), expression_mixing=expression_mixing,
         expression_field=expression_field, anchor_gaussians=anchor_gaussians, gaussian_upsample=gaussian_upsample,
     )

@@ -63,7 +63,6 @@ def sample_views(
     num_targets: int,
     consistent_inputs: bool = False,
     input_candidates: np.ndarray | None = None,
-    input_view_target: float = 0.0,
 ) -> SampleSpec:
     """Draw one sample's views.
 
@@ -71,10 +70,6 @@ def sample_views(
     targets may be any camera. ``consistent_inputs`` puts every input at one timestep (an
     ablation; the default follows the paper's random timesteps). Timesteps repeat only when
     there are fewer than ``num_inputs``; cameras only when there are fewer candidates.
-    With probability ``input_view_target`` the first target is one of the inputs' own views
-    (its camera and its timestep, so the sample's target timestep is that input's): the model is
-    then also taught to give back what it was shown. At 0 no extra random number is drawn, so
-    the samples are those of earlier runs.
     """
     num_cameras = len(camera_centers)
     pool = np.arange(num_cameras) if input_candidates is None else np.flatnonzero(input_candidates)
@@ -88,8 +83,5 @@ def sample_views(
     else:
         times = [int(t) for t in rng.choice(num_timesteps, size=num_inputs, replace=num_timesteps < num_inputs)]
     target_time = int(rng.integers(num_timesteps))
-    targets = [int(c) for c in rng.choice(num_cameras, size=num_targets, replace=num_cameras < num_targets)]
-    if input_view_target > 0.0 and num_targets > 0 and rng.random() < input_view_target:
-        shown = int(rng.integers(num_inputs))
-        target_time, targets[0] = times[shown], cams[shown]
-    return SampleSpec(tuple(times), tuple(cams), target_time, tuple(targets))
+    targets = rng.choice(num_cameras, size=num_targets, replace=num_cameras < num_targets)
+    return SampleSpec(tuple(times), tuple(cams), target_time, tuple(int(c) for c in targets))

@@ -75,6 +75,5 @@ class SubjectPool:
         name = subjects[int(rng.integers(len(subjects)))]
         subject = self.get(name)
         spec = sample_views(rng, subject.num_timesteps, subject.camera_centers(), input_count(rng, cfg), cfg.num_targets,
-                            consistent_inputs=cfg.consistent_inputs, input_candidates=subject.input_views,
-                            input_view_target=cfg.input_view_target)
+                            consistent_inputs=cfg.consistent_inputs, input_candidates=subject.input_views)
         return subject.sample(spec), name, spec

@@ -71,8 +71,6 @@ class TrainConfig:
     weights lack places them on the template head (``preprocess/anchor_points.py``).
     ``min_inputs`` (default: ``num_inputs``) draws each sample's number of input views uniformly
     from ``min_inputs..num_inputs``, so one model learns avatars from one photo up to several.
-    ``input_view_target`` is the chance that a sample's first target is one of its own input
-    views at that input's timestep (``data/sampler.py``).
     """
 
     data_dir: Path
@@ -94,7 +92,6 @@ class TrainConfig:
     resume: bool = False
     geometry: str = "template"
     consistent_inputs: bool = False
-    input_view_target: float = 0.0
     bf16: bool = True  # autocast, on CUDA only
     num_subjects_val: int = 2
     stop_after: int | None = None
