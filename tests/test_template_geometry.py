@@ -13,8 +13,6 @@ from avat3r_cli.preprocess.template_geometry import (
     PROXY_CONFIDENCE,
     PositionMap,
     extend_to_person,
-    facing_camera,
-    head_proxy,
     lift_landmarks,
     render_position_map,
     template_gaussians,
@@ -69,38 +67,6 @@ def test_position_map_points_sit_on_the_face_and_confidence_marks_it():
     assert float(pmap.confidence[0, 0, 0]) == 0.0 and float(pmap.confidence[0, -1, -1]) == 0.0
     coverage = float((pmap.confidence > 0.5).float().mean())
     assert 0.2 < coverage < 0.8
-
-
-def test_discs_facing_away_from_the_camera_are_left_out():
-    canonical = load_canonical_face()
-    template = template_gaussians(canonical.vertices, canonical)
-    cam = photo_camera(0.0)
-    keep = facing_camera(template, cam)
-    proxy_count = len(head_proxy(canonical.vertices.astype(np.float32).tobytes())[0])
-    proxy = template.means[-proxy_count:]
-    kept = keep[-proxy_count:]
-    # Seen from the front (the camera at -z), the back of the skull faces away, the face does not.
-    assert bool(keep[:-proxy_count].float().mean() > 0.95)
-    back = proxy[:, 2] > 0.1
-    assert back.any() and not bool(kept[back].any())
-    assert bool(facing_camera(template, photo_camera(180.0))[-proxy_count:][back].all())
-
-
-def test_no_pixel_sees_through_the_template_to_the_back_of_the_head():
-    # The proxy is cut open in front of the face; rays through the gap at the hairline used to
-    # reach the inside of the back of the skull, centimetres behind the face.
-    canonical = load_canonical_face()
-    for yaw in (0.0, 35.0, 70.0):
-        cam = photo_camera(yaw)
-        crop = crop_camera(cam, head_crop_box(cam), 96)
-        template = template_gaussians(lift_landmarks(project(cam, canonical.vertices), cam, canonical), canonical)
-        pmap = render_position_map(template, crop)
-        covered = pmap.confidence[0] >= 0.5
-        w2c = crop.world_to_cam
-        depth = (torch.einsum("ij,jhw->ihw", w2c[:3, :3], pmap.points) + w2c[:3, 3, None, None])[2]
-        centre_depth = float(w2c[2, :3] @ torch.tensor([0.0, -0.015, 0.035]) + w2c[2, 3])  # the skull's centre
-        # The skull's outline lies at its centre's depth; its back is about 10 cm further.
-        assert float(depth[covered].max()) < centre_depth + 0.02, yaw
 
 
 def _front_map() -> tuple[PositionMap, Camera]:

@@ -14,11 +14,9 @@ crop, position maps) once per image, and stores one safetensors file per subject
       input_views uint8   [C]               optional: 1 where the camera may be a model input
                                             (cameras.json's "input"); absent in older files: all 1
 
-The metadata's ``position_maps`` says which maps the file holds (``POSITION_MAPS``). A file
-without it was written before the maps were carried over the person's silhouette, and one with
-``silhouette`` before the template's discs facing away from the camera were left out
-(``preprocess/template_geometry.py``); ``prepare-data`` writes either again, and training and
-evaluation refuse them.
+The metadata's ``position_maps`` says which maps the file holds (``POSITION_MAPS``); a file
+without it was written before the maps were carried over the person's silhouette, so
+``prepare-data`` writes it again and training and evaluation refuse it.
 
 Training reads only the slices a sample needs (safetensors slicing), so thousands of subjects
 fit on disk without being loaded.
@@ -43,7 +41,7 @@ from avat3r_cli.model.inputs import ViewInputs
 # The position maps prepare-data writes: the template's, carried over the person's silhouette
 # (preprocess/template_geometry.py, extend_to_person). A model trained on one kind reads the
 # other as different inputs, so a file of any other kind is stale.
-POSITION_MAPS = "silhouette-facing"
+POSITION_MAPS = "silhouette"
 PREPARED_KEYS = ("images", "masks", "positions", "confidence", "K", "world_to_cam", "expressions")
 
 

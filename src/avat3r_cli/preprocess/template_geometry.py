@@ -28,7 +28,6 @@ from avat3r_cli.render import render
 FACE_CONFIDENCE = 1.0
 PROXY_CONFIDENCE = 0.6
 COVERED = 0.5  # confidence at or above which a pixel is on the template (face or proxy)
-FACING_TOLERANCE = 0.1  # cosine: discs this far past edge-on still count as facing the camera
 _SAMPLES_PER_TRIANGLE = 10  # about 9k face points (1.8 mm apart, 2.5 mm discs): a closed surface
 _DISC_RADIUS = 0.0025  # metres; the discs overlap so the surface has no holes
 _DISC_THICKNESS = 0.0008
@@ -178,33 +177,10 @@ def template_gaussians(face_vertices: np.ndarray, canonical: CanonicalFace) -> G
     return Gaussians.from_colors(t(means), t(quats), t(scales), torch.ones(len(means)), t(colors))
 
 
-def facing_camera(template: Gaussians, crop_camera: Camera, tolerance: float = FACING_TOLERANCE) -> torch.Tensor:
-    """``[N]`` True for the template's discs whose outward side faces the camera.
-
-    Every disc's normal is its local z axis (``_disc_quats``), pointing out of the head. A disc
-    is kept while the cosine between its normal and the direction to the camera is above
-    ``-tolerance``, so discs seen edge-on at the silhouette stay.
-    """
-    w, x, y, z = template.quats.float().unbind(-1)
-    normals = torch.stack([2 * (x * z + w * y), 2 * (y * z - w * x), 1 - 2 * (x * x + y * y)], dim=-1)
-    to_camera = crop_camera.center.float()[None] - template.means.float()
-    cosine = (normals * to_camera).sum(-1) / to_camera.norm(dim=-1).clamp(min=1e-9)
-    return cosine > -tolerance
-
-
 def render_position_map(template: Gaussians, crop_camera: Camera) -> PositionMap:
-    """Render ``template`` into ``crop_camera``: points ``[3, R, R]`` and confidence ``[1, R, R]``.
-
-    Discs facing away from the camera are left out first (``facing_camera``). The proxy is cut
-    open in front of the face (``head_proxy``), so without this a ray through the gap between
-    the face's outline and the cut, or between sparse discs at a grazing cheek, reached the
-    inside of the back of the skull, and its pixel's expected depth fell centimetres behind the
-    face: a seam along the hairline and flecks on the cheeks, about 7 % of the covered pixels of
-    a photo. Those pixels now see nothing and ``extend_to_person`` fills them from the
-    nearest covered pixel.
-    """
+    """Render ``template`` into ``crop_camera``: points ``[3, R, R]`` and confidence ``[1, R, R]``."""
     with torch.no_grad():
-        out = render(template.select(facing_camera(template, crop_camera)), crop_camera, background=(0.0, 0.0, 0.0))
+        out = render(template, crop_camera, background=(0.0, 0.0, 0.0))
     h, w = crop_camera.height, crop_camera.width
     covered = out.alpha > 0.5
     confidence = torch.where(covered, out.image[:1] / out.alpha.clamp(min=1e-6), torch.zeros_like(out.alpha))
