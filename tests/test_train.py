@@ -26,7 +26,7 @@ from avat3r_cli.model.avat3r import Avat3r
 from avat3r_cli.model.config import get_preset
 from avat3r_cli.pipeline.models import load_avat3r
 from avat3r_cli.render.api import render
-from avat3r_cli.train.losses import edge_difference, photometric_loss, ssim
+from avat3r_cli.train.losses import photometric_loss, ssim
 from avat3r_cli.train.step import render_sample
 from avat3r_cli.train.trainer import TrainConfig, lr_at, train
 
@@ -148,18 +148,6 @@ def test_photometric_loss_is_weighted_l1_and_ssim():
     assert float(photometric_loss(x, x).total) == pytest.approx(0.0, abs=1e-5)
     with_p = photometric_loss(x, y, perceptual=lambda a, b: (a - b).pow(2).mean(), perceptual_weight=0.5)
     assert float(with_p.total) == pytest.approx(float(expected + 0.5 * (x - y).pow(2).mean()), rel=1e-6)
-
-
-def test_edge_term_charges_a_blurred_edge_more_than_l1_does():
-    sharp = torch.zeros(1, 1, 8, 8)
-    sharp[..., 4:] = 1.0
-    soft = sharp.clone()
-    soft[..., 3], soft[..., 4] = 0.25, 0.75  # the step spread over two columns
-    assert float(edge_difference(sharp + 0.3, sharp)) == pytest.approx(0.0, abs=1e-6)
-    assert float(edge_difference(soft, sharp)) > float((soft - sharp).abs().mean())
-    base = photometric_loss(soft, sharp)
-    with_edges = photometric_loss(soft, sharp, edge_weight=2.0)
-    assert float(with_edges.total - base.total) == pytest.approx(2.0 * float(edge_difference(soft, sharp)), rel=1e-6)
 
 
 def test_schedule_warms_up_then_decays_to_ten_percent():

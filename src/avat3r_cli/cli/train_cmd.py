@@ -63,10 +63,6 @@ def train(
         float,
         typer.Option(min=0.0, help="Extra L1 weight on the pixels the target's expression changes (0: off)."),
     ] = 0.0,
-    edge_weight: Annotated[
-        float,
-        typer.Option(min=0.0, help="Weight of an L1 term on image gradients, against blur (0: off)."),
-    ] = 0.0,
     expression_mixing: Annotated[
         bool,
         typer.Option("--expression-mixing", help="Add the code-driven channel mixing to the preset (zero-started)."),
@@ -108,7 +104,6 @@ def train(
         num_targets=targets, seed=seed, checkpoint_every=checkpoint_every, validate_every=validate_every,
         device=device, resume=resume, geometry=geometry, consistent_inputs=consistent_inputs,
         num_subjects_val=val_subjects, stop_after=stop_after, changed_weight=changed_weight, init_from=init,
-        edge_weight=edge_weight,
         reinit=tuple(reinit or ()), expression_mixing=expression_mixing,
         expression_field=expression_field, anchor_gaussians=anchor_gaussians, gaussian_upsample=gaussian_upsample,
     )

@@ -104,24 +104,12 @@ class LossParts:
         }
 
 
-def edge_difference(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean L1 distance between the horizontal and vertical pixel differences of ``[N, C, H, W]`` images.
-
-    Zero for a prediction that differs from the target by a constant; a blurred edge costs the
-    full height of the edge, where plain L1 charges a blur only for the pixels it moves.
-    """
-    dx = lambda t: t[..., :, 1:] - t[..., :, :-1]  # noqa: E731
-    dy = lambda t: t[..., 1:, :] - t[..., :-1, :]  # noqa: E731
-    return 0.5 * ((dx(pred) - dx(target)).abs().mean() + (dy(pred) - dy(target)).abs().mean())
-
-
 def photometric_loss(
     pred: torch.Tensor,
     target: torch.Tensor,
     perceptual: Perceptual | None = None,
     perceptual_weight: float = 0.01,
     pixel_weights: torch.Tensor | None = None,
-    edge_weight: float = 0.0,
 ) -> LossParts:
     """0.8·L1 + 0.2·(1 − SSIM) [+ perceptual_weight·perceptual(pred, target)].
 
@@ -133,7 +121,6 @@ def photometric_loss(
         perceptual_weight: its weight (paper: 0.01).
         pixel_weights: optional ``[N, 1, H, W]`` weights of the L1 term (e.g. emphasis on the
             pixels the expression changes); the logged ``l1`` stays the plain mean.
-        edge_weight: weight of ``edge_difference`` (0: absent).
 
     Returns:
         ``LossParts``.
@@ -144,8 +131,6 @@ def photometric_loss(
     weighted_l1 = l1 if pixel_weights is None else (error * pixel_weights.to(error)).mean()
     s = ssim(pred, target)
     total = L1_WEIGHT * weighted_l1 + SSIM_WEIGHT * (1.0 - s)
-    if edge_weight:
-        total = total + edge_weight * edge_difference(pred, target)
     p_term = None
     if perceptual is not None:
         p_term = perceptual(pred, target).mean()

@@ -71,7 +71,6 @@ class TrainConfig:
     weights lack places them on the template head (``preprocess/anchor_points.py``).
     ``min_inputs`` (default: ``num_inputs``) draws each sample's number of input views uniformly
     from ``min_inputs..num_inputs``, so one model learns avatars from one photo up to several.
-    ``edge_weight`` adds ``losses.edge_difference`` to the loss with that weight.
     """
 
     data_dir: Path
@@ -97,7 +96,6 @@ class TrainConfig:
     num_subjects_val: int = 2
     stop_after: int | None = None
     changed_weight: float = 0.0
-    edge_weight: float = 0.0
     init_from: str | None = None
     reinit: tuple[str, ...] = ()
     expression_mixing: bool = False
@@ -286,7 +284,7 @@ def _train(cfg: TrainConfig, progress: Progress | None, dist: _Dist, device: tor
         background = torch.from_numpy(rng.random(3)).float()
         out = render_sample(ddp, sample, background, device, autocast=cfg.bf16)
         weights = changed_pixel_weights(pool.get(subject), spec, out.target, background, cfg.changed_weight)
-        parts = photometric_loss(out.pred, out.target, pixel_weights=weights, edge_weight=cfg.edge_weight)
+        parts = photometric_loss(out.pred, out.target, pixel_weights=weights)
         optimizer.zero_grad(set_to_none=True)
         parts.total.backward()
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
