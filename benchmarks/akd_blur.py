@@ -27,31 +27,27 @@ def main() -> None:
     args = parser.parse_args()
 
     import cv2
-    import numpy as np
     import torch
 
     from avat3r_cli.eval.photo_metrics import keypoint_distance, read_face
-    from avat3r_cli.eval.photos import matted_crop
+    from avat3r_cli.eval.photos import matted_crops
     from avat3r_cli.pipeline.preprocess import default_cache_dir
     from avat3r_cli.preprocess.face import FaceAnalyzer
-    from avat3r_cli.preprocess.person_mask import person_masks
     from avat3r_cli.preprocess.photos import prepare_photos
 
-    resolution = args.resolution
-    prepared = prepare_photos(args.photos, resolution, cache_dir=default_cache_dir())
-    masks = torch.from_numpy(person_masks(np.stack([v.image for v in prepared.views])))
+    views = prepare_photos(args.photos, args.resolution, cache_dir=default_cache_dir()).views
+    sigmas = args.sigma or [0.75, 1.5, 2.5]
     with FaceAnalyzer() as analyzer:
-        for view, mask in zip(prepared.views, masks):
-            crop = matted_crop(view, mask)
+        for view, crop in zip(views, matted_crops(views)):
             sharp = read_face(analyzer, crop)
-            for sigma in args.sigma or [0.75, 1.5, 2.5]:
-                image = crop.permute(1, 2, 0).numpy()
+            image = crop.permute(1, 2, 0).numpy()
+            for sigma in sigmas:
                 blurred = cv2.GaussianBlur(image, (0, 0), sigmaX=sigma, borderType=cv2.BORDER_REPLICATE)
                 soft = read_face(analyzer, torch.from_numpy(blurred).permute(2, 0, 1).clamp(0, 1))
                 found = sharp is not None and soft is not None
                 shift = (soft.landmarks.mean(0) - sharp.landmarks.mean(0)) if found else None
                 print(json.dumps({
-                    "case": "akd_blur", "photo": view.name, "resolution": resolution, "sigma": sigma,
+                    "case": "akd_blur", "photo": view.name, "resolution": args.resolution, "sigma": sigma,
                     "akd_px512": round(keypoint_distance(soft, sharp), 2) if found else None,
                     "shift_px512": [round(float(s), 2) for s in shift] if found else None,
                     "face_found": soft is not None,

@@ -36,20 +36,18 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=256, help="comparison crop side (default 256)")
     args = parser.parse_args()
 
-    import numpy as np
     import torch
     import torch.nn.functional as F
 
     from avat3r_cli.core.camera import Camera
     from avat3r_cli.eval.metrics import psnr
     from avat3r_cli.eval.photo_metrics import face_mask, keypoint_distance, read_face
-    from avat3r_cli.eval.photos import BACKGROUND, make_avatar, matted_crop
+    from avat3r_cli.eval.photos import BACKGROUND, make_avatar, matted_crops
     from avat3r_cli.model.avat3r import maps_to_gaussians
     from avat3r_cli.pipeline.avatar import resolve_weights_spec
     from avat3r_cli.pipeline.models import load_avat3r
     from avat3r_cli.pipeline.preprocess import default_cache_dir
     from avat3r_cli.preprocess.face import FaceAnalyzer
-    from avat3r_cli.preprocess.person_mask import person_masks
     from avat3r_cli.preprocess.photos import prepare_photos
     from avat3r_cli.render.api import render
 
@@ -63,12 +61,7 @@ def main() -> None:
     for path, reason in prepared.skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     targets = prepare_photos([p for p in args.photos if p not in skipped], r, cache_dir=cache).views
-
-    def matted(vs: list) -> list[torch.Tensor]:
-        masks = torch.from_numpy(person_masks(np.stack([v.image for v in vs])))
-        return [matted_crop(v, m) for v, m in zip(vs, masks)]
-
-    crops, small = matted(targets), matted(views)
+    crops, small = matted_crops(targets), matted_crops(views)
     avatar = make_avatar(model, info, prepared, device, args.refine)
     tau = avatar.confidence_threshold
     with FaceAnalyzer() as analyzer:

@@ -58,18 +58,16 @@ def _addition_changes(by_set: dict[frozenset, float]) -> list[float]:
 
 def photos_cases(args) -> None:
     """``--photos``: one line per held-out photo (fused, each other photo alone, each blend), then their means."""
-    import numpy as np
     import torch
 
     from avat3r_cli.core.camera import Camera
     from avat3r_cli.eval.metrics import psnr
     from avat3r_cli.eval.photo_metrics import face_mask
-    from avat3r_cli.eval.photos import BACKGROUND, make_avatar, matted_crop, view_directions
+    from avat3r_cli.eval.photos import BACKGROUND, make_avatar, matted_crops, view_directions
     from avat3r_cli.model.avat3r import maps_to_gaussians
     from avat3r_cli.pipeline.avatar import resolve_weights_spec
     from avat3r_cli.pipeline.models import load_avat3r
     from avat3r_cli.pipeline.preprocess import default_cache_dir
-    from avat3r_cli.preprocess.person_mask import person_masks
     from avat3r_cli.preprocess.photos import prepare_photos
     from avat3r_cli.render.api import render
 
@@ -77,7 +75,7 @@ def photos_cases(args) -> None:
     size, cache = model.config.input_size, default_cache_dir()
     base = prepare_photos(args.photos, size, geometry=model.config.geometry_backend, cache_dir=cache)
     views, used = base.views, [p for p in args.photos if p not in {s for s, _ in base.skipped}]
-    crops = [matted_crop(v, m) for v, m in zip(views, torch.from_numpy(person_masks(np.stack([v.image for v in views]))))]
+    crops = matted_crops(views)
     dirs = view_directions(torch.stack([v.world_to_cam for v in views]).float())
     totals: dict[str, list[float]] = {}
     drops: list[float] = []

@@ -168,6 +168,12 @@ def matted_crop(view: PhotoView, mask: torch.Tensor, background: tuple[float, fl
     return composite_targets(image[None], mask[None].to(image), torch.tensor(background))[0]
 
 
+def matted_crops(views: list[PhotoView]) -> list[torch.Tensor]:
+    """``[3, R, R]`` per view: each crop matted by its own person mask (``matted_crop``)."""
+    masks = torch.from_numpy(person_masks(np.stack([v.image for v in views])))
+    return [matted_crop(v, m) for v, m in zip(views, masks)]
+
+
 def make_avatar(model: Avat3r, info: ModelInfo, prepared: PreparedPhotos, device: torch.device, refine: int = 0) -> Avatar:
     """The avatar ``create`` makes from ``prepared`` (encoded; refined for ``refine`` steps when > 0)."""
     avatar = Avatar(model, info, bundle_from_prepared(prepared, info, model.config.confidence_threshold), device)
@@ -247,8 +253,7 @@ def evaluate_photos(
             raise Avat3rError(f"the photos prepared at {r}² differ from those at {cfg.input_size}²")
         names = [v.name for v in targets]
         directions = view_directions(torch.stack([v.world_to_cam for v in targets]))
-        masks = torch.from_numpy(person_masks(np.stack([v.image for v in targets])))
-        crops = [matted_crop(v, m) for v, m in zip(targets, masks)]
+        crops = matted_crops(targets)
         results, images = [], []
         stage("Leave-one-out", 0, len(used))
         with FaceAnalyzer() as analyzer:
