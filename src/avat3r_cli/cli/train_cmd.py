@@ -86,13 +86,6 @@ def train(
             "grid (1, 2 or 4; default: the preset's).",
         ),
     ] = None,
-    scale_max: Annotated[
-        float | None,
-        typer.Option(
-            "--scale-max", metavar="S",
-            help="Cap on the pixel Gaussians' log-scale in units of their pixel footprint (default: the preset's).",
-        ),
-    ] = None,
     stop_after: Annotated[
         int | None, typer.Option(min=1, help="Stop after this step (resume later); the schedule still spans --steps.")
     ] = None,
@@ -113,7 +106,6 @@ def train(
         num_subjects_val=val_subjects, stop_after=stop_after, changed_weight=changed_weight, init_from=init,
         reinit=tuple(reinit or ()), expression_mixing=expression_mixing,
         expression_field=expression_field, anchor_gaussians=anchor_gaussians, gaussian_upsample=gaussian_upsample,
-        scale_max=scale_max,
     )
     if not resume:
         from avat3r_cli.model.config import get_preset

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 def model_config(cfg: TrainConfig) -> ModelConfig:
     """``cfg.preset`` reading ``cfg.geometry`` maps, with the expression mixing / field when asked
-    for, and ``cfg.anchor_gaussians`` anchors, ``cfg.gaussian_upsample`` and ``cfg.scale_max`` when given."""
+    for, and ``cfg.anchor_gaussians`` anchors and ``cfg.gaussian_upsample`` when given."""
     config = get_preset(cfg.preset)
     anchors = config.anchor_gaussians if cfg.anchor_gaussians is None else cfg.anchor_gaussians
     upsample = config.gaussian_upsample if cfg.gaussian_upsample is None else cfg.gaussian_upsample
@@ -34,7 +34,6 @@ def model_config(cfg: TrainConfig) -> ModelConfig:
             expression_field=config.expression_field or cfg.expression_field,
             anchor_gaussians=anchors,
             gaussian_upsample=upsample,
-            scale_max=config.scale_max if cfg.scale_max is None else cfg.scale_max,
         )
     except ValueError as exc:
         raise Avat3rError(str(exc)) from None

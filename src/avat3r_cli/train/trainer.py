@@ -69,7 +69,6 @@ class TrainConfig:
     ``init_from`` weights trained without them. ``anchor_gaussians`` replaces the preset's number
     of anchor queries (0 = none; ``model/anchor_gaussians.py``); a run that builds anchors the
     weights lack places them on the template head (``preprocess/anchor_points.py``).
-    ``scale_max`` replaces the preset's cap on the pixel Gaussians' log-scale in footprints.
     ``min_inputs`` (default: ``num_inputs``) draws each sample's number of input views uniformly
     from ``min_inputs..num_inputs``, so one model learns avatars from one photo up to several.
     """
@@ -103,7 +102,6 @@ class TrainConfig:
     expression_field: bool = False
     anchor_gaussians: int | None = None
     gaussian_upsample: int | None = None
-    scale_max: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
