@@ -44,7 +44,7 @@ def train(
     val_subjects: Annotated[
         int, typer.Option(min=0, help="Hold out the last N subjects (sorted) from training.")
     ] = 2,
-    geometry: Annotated[str, typer.Option(help="Position-map backend of the prepared files to read.")] = "template",
+    geometry: Annotated[str, typer.Option(help="Position-map backend of the prepared files to read: template|dust3r.")] = "template",
     consistent_inputs: Annotated[
         bool, typer.Option("--consistent-inputs", help="All input views at one timestep (ablation).")
     ] = False,
@@ -122,7 +122,8 @@ def train(
             raise Avat3rError(str(error)) from None
         with _progress_bar(console) as bar:
             prep = bar.add_task("Preparing subjects", total=None, loss=float("nan"))
-            ensure_prepared(data, resolution, geometry, progress=lambda d, t: bar.update(prep, completed=d, total=t))
+            ensure_prepared(data, resolution, geometry, progress=lambda d, t: bar.update(prep, completed=d, total=t),
+                            device=device, notice=lambda line: console.print(line, markup=False))
     with _progress_bar(console) as bar:
         task: list[Any] = []
 

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from avat3r_cli.core.errors import Avat3rError
 from avat3r_cli.data.layout import list_subjects, read_subject
-from avat3r_cli.data.prepared import POSITION_MAPS, is_current, prepared_name, save_prepared
+from avat3r_cli.data.prepare_dust3r import subject_dust3r_maps
+from avat3r_cli.data.prepared import MAPS_BY_GEOMETRY, is_current, prepared_name, save_prepared
 from avat3r_cli.io.images import load_photo
 from avat3r_cli.io.mediapipe_assets import load_canonical_face
 from avat3r_cli.preprocess.crop import crop_camera, crop_photo, head_crop_box
@@ -31,14 +33,22 @@ from avat3r_cli.preprocess.template_geometry import (
     template_gaussians,
 )
 
+if TYPE_CHECKING:
+    from avat3r_cli.preprocess.dust3r.model import Dust3r
 
-def prepare_subject(subject_dir: Path, resolution: int, analyzer: FaceAnalyzer, geometry: str = "template") -> Path:
+
+def prepare_subject(
+    subject_dir: Path, resolution: int, analyzer: FaceAnalyzer, geometry: str = "template", dust3r: Dust3r | None = None
+) -> Path:
     """Write ``subject_dir/prepared_r{R}_{geometry}.safetensors``; returns its path.
 
-    Views where MediaPipe finds no face (profiles, backs) use the canonical face unlifted.
+    Views where MediaPipe finds no face (profiles, backs) use the canonical face unlifted. With
+    ``geometry="dust3r"`` the input cameras' maps are then replaced by DUSt3R's
+    (``data/prepare_dust3r.py``), which needs the loaded ``dust3r`` model.
     """
-    if geometry != "template":
-        raise Avat3rError(f"dataset preparation supports --geometry template only, got {geometry!r}")
+    check_geometry(geometry)
+    if geometry == "dust3r" and dust3r is None:
+        raise ValueError("geometry 'dust3r' needs a loaded DUSt3R model")
     subject = read_subject(subject_dir)
     canonical = load_canonical_face()
     names = subject.camera_names
@@ -69,6 +79,9 @@ def prepare_subject(subject_dir: Path, resolution: int, analyzer: FaceAnalyzer, 
                 pmap = extend_to_person(pmap, torch.from_numpy(masks[t, c] > 127), crop_cams[c])
             positions[t, c] = pmap.points.numpy().astype(np.float16)
             confidence[t, c] = np.round(pmap.confidence[0].numpy() * 255).astype(np.uint8)
+    if geometry == "dust3r":
+        positions, confidence = subject_dust3r_maps(images, crop_cams, subject.input_candidates(), positions,
+                                                    confidence, dust3r)
     path = subject_dir / prepared_name(resolution, geometry)
     arrays = {
         "images": images,
@@ -80,22 +93,47 @@ def prepare_subject(subject_dir: Path, resolution: int, analyzer: FaceAnalyzer, 
         "expressions": subject.expressions,
         "input_views": subject.input_candidates().astype(np.uint8),
     }
-    save_prepared(path, arrays, {"geometry": geometry, "position_maps": POSITION_MAPS, "resolution": str(r),
+    save_prepared(path, arrays, {"geometry": geometry, "position_maps": MAPS_BY_GEOMETRY[geometry], "resolution": str(r),
                                  "cameras": ",".join(names), "faces_detected": f"{detected}/{t_count * c_count}"})
     return path
 
 
+def check_geometry(geometry: str) -> None:
+    """Raise ``Avat3rError`` unless ``geometry`` is a backend datasets can be prepared with."""
+    if geometry not in MAPS_BY_GEOMETRY:
+        raise Avat3rError(f"--geometry {geometry!r} is not one of {', '.join(MAPS_BY_GEOMETRY)}")
+
+
 def prepare_dataset(
-    data_dir: Path, resolution: int, geometry: str = "template", progress: Callable[[int, int], None] | None = None
+    data_dir: Path,
+    resolution: int,
+    geometry: str = "template",
+    progress: Callable[[int, int], None] | None = None,
+    device: str = "cpu",
+    notice: Callable[[str], None] | None = None,
 ) -> list[str]:
-    """Prepare every subject of ``data_dir`` without a current prepared file; returns all subject names."""
+    """Prepare every subject of ``data_dir`` without a current prepared file; returns all subject names.
+
+    With ``geometry="dust3r"`` DUSt3R is loaded once, on ``device`` (``auto|cpu|cuda[:i]|mps``),
+    from the user's hub cache (``avat3r weights download dust3r``); ``notice`` gets its licence.
+    """
+    check_geometry(geometry)
     data_dir = Path(data_dir)
     subjects = list_subjects(data_dir)
     todo = [s for s in subjects if not is_current(data_dir / s / prepared_name(resolution, geometry))]
-    if todo:
-        with FaceAnalyzer() as analyzer:
-            for i, name in enumerate(todo):
-                prepare_subject(data_dir / name, resolution, analyzer, geometry)
-                if progress is not None:
-                    progress(i + 1, len(todo))
+    if not todo:
+        return subjects
+    dust3r = None
+    if geometry == "dust3r":
+        from avat3r_cli.core.runtime import resolve_device
+        from avat3r_cli.preprocess.dust3r import DUST3R_LICENCE_NOTICE, load_dust3r
+
+        if notice is not None:
+            notice(DUST3R_LICENCE_NOTICE)
+        dust3r = load_dust3r(device=resolve_device(device))
+    with FaceAnalyzer() as analyzer:
+        for i, name in enumerate(todo):
+            prepare_subject(data_dir / name, resolution, analyzer, geometry, dust3r)
+            if progress is not None:
+                progress(i + 1, len(todo))
     return subjects

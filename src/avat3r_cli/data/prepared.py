@@ -14,9 +14,10 @@ crop, position maps) once per image, and stores one safetensors file per subject
       input_views uint8   [C]               optional: 1 where the camera may be a model input
                                             (cameras.json's "input"); absent in older files: all 1
 
-The metadata's ``position_maps`` says which maps the file holds (``POSITION_MAPS``); a file
-without it was written before the maps were carried over the person's silhouette, so
-``prepare-data`` writes it again and training and evaluation refuse it.
+The metadata's ``geometry`` names the backend and ``position_maps`` which maps the file holds
+(``MAPS_BY_GEOMETRY``: the template's carried over the silhouette, or DUSt3R's aligned to the
+cameras). A template file without it was written before the maps were carried over the person's
+silhouette, so ``prepare-data`` writes it again and training and evaluation refuse it.
 
 Training reads only the slices a sample needs (safetensors slicing), so thousands of subjects
 fit on disk without being loaded.
@@ -42,6 +43,9 @@ from avat3r_cli.model.inputs import ViewInputs
 # (preprocess/template_geometry.py, extend_to_person). A model trained on one kind reads the
 # other as different inputs, so a file of any other kind is stale.
 POSITION_MAPS = "silhouette"
+# DUSt3R's maps, aligned to the known cameras (data/prepare_dust3r.py).
+DUST3R_MAPS = "dust3r-aligned"
+MAPS_BY_GEOMETRY = {"template": POSITION_MAPS, "dust3r": DUST3R_MAPS}
 PREPARED_KEYS = ("images", "masks", "positions", "confidence", "K", "world_to_cam", "expressions")
 
 
@@ -51,13 +55,14 @@ def prepared_name(resolution: int, geometry: str) -> str:
 
 
 def is_current(path: str | Path) -> bool:
-    """Whether the prepared file at ``path`` exists and holds ``POSITION_MAPS`` maps (module docstring)."""
+    """Whether the prepared file at ``path`` exists and holds its backend's current maps (module docstring)."""
     path = Path(path)
     if not path.is_file():
         return False
     try:
         with safe_open(str(path), framework="pt") as f:
-            return (f.metadata() or {}).get("position_maps") == POSITION_MAPS
+            metadata = f.metadata() or {}
+        return metadata.get("position_maps") == MAPS_BY_GEOMETRY.get(metadata.get("geometry", "template"))
     except Exception:  # safetensors raises its own error types; an unreadable file is not current
         return False
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from avat3r_cli.core.errors import Avat3rError
 from avat3r_cli.data.layout import list_subjects
-from avat3r_cli.data.prepare import prepare_dataset
+from avat3r_cli.data.prepare import check_geometry, prepare_dataset
 from avat3r_cli.data.prepared import is_current, prepared_name
 
 
@@ -19,20 +19,28 @@ def missing_prepared(data_dir: Path, resolution: int, geometry: str) -> list[str
 
 
 def ensure_prepared(
-    data_dir: Path, resolution: int, geometry: str = "template", progress: Callable[[int, int], None] | None = None
+    data_dir: Path,
+    resolution: int,
+    geometry: str = "template",
+    progress: Callable[[int, int], None] | None = None,
+    device: str = "cpu",
+    notice: Callable[[str], None] | None = None,
 ) -> int:
     """Prepare the subjects that need it; returns how many were prepared.
 
+    ``device`` and ``notice`` are for ``geometry="dust3r"`` (``data.prepare.prepare_dataset``).
     Under torchrun (WORLD_SIZE > 1) every rank would prepare the same subjects at once, so there
     a missing preparation is an error that names the command to run first.
     """
+    check_geometry(geometry)
     missing = missing_prepared(data_dir, resolution, geometry)
     if not missing:
         return 0
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        backend = "" if geometry == "template" else f" --geometry {geometry}"
         raise Avat3rError(
             f"{data_dir}: {len(missing)} subject(s) are not prepared at {resolution}x{resolution}; "
-            f"run first: avat3r prepare-data {data_dir} --resolution {resolution}"
+            f"run first: avat3r prepare-data {data_dir} --resolution {resolution}{backend}"
         )
-    prepare_dataset(data_dir, resolution, geometry, progress=progress)
+    prepare_dataset(data_dir, resolution, geometry, progress=progress, device=device, notice=notice)
     return len(missing)

@@ -29,9 +29,10 @@ def find_subjects(data_dir: Path, resolution: int, geometry: str) -> list[str]:
         raise Avat3rError(f"{data_dir}: no subject folder holds {name} (prepare the dataset at R={resolution} first)")
     stale = [s for s in subjects if not is_current(data_dir / s / name)]
     if stale:
+        backend = "" if geometry == "template" else f" --geometry {geometry}"
         raise Avat3rError(f"{data_dir}: {len(stale)} subject(s), first {stale[0]}, were prepared by an older avat3r "
                           f"(position maps not carried over the silhouette); run: avat3r prepare-data {data_dir} "
-                          f"--resolution {resolution}")
+                          f"--resolution {resolution}{backend}")
     return subjects
 
 
