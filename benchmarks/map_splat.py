@@ -67,6 +67,8 @@ def main() -> None:
     parser.add_argument("--opacity", type=float, default=0.9)
     parser.add_argument("--resolution", type=int, default=128, help="crop side (default 128, the bundled model's)")
     parser.add_argument("--sheet", type=Path, help="write photo | fused | nearest PNGs here")
+    parser.add_argument("--focal-35mm", type=float, help="assume this 35 mm-equivalent focal length for every photo "
+                        "(default: each photo's EXIF, else preprocessing's default)")
     args = parser.parse_args()
 
     import numpy as np
@@ -79,13 +81,18 @@ def main() -> None:
     from avat3r_cli.eval.photos import BACKGROUND, matted_crops, nearest_view, view_directions
     from avat3r_cli.pipeline.preprocess import default_cache_dir
     from avat3r_cli.preprocess.face import FaceAnalyzer
+    from avat3r_cli.preprocess.head_pose import focal_from_exif_35mm
     from avat3r_cli.preprocess.person_mask import person_masks
     from avat3r_cli.preprocess.photos import prepare_photos
     from avat3r_cli.render.api import render
 
     r, cache = args.resolution, default_cache_dir()
     paths = [Path(p) for p in args.photos]
-    base = prepare_photos(paths, r, cache_dir=cache)
+    focal = None
+    if args.focal_35mm:
+        with Image.open(paths[0]) as first:  # the photos of one capture share a size
+            focal = focal_from_exif_35mm(args.focal_35mm, first.height, first.width)
+    base = prepare_photos(paths, r, cache_dir=cache, focal_px=focal)
     used = [p for p in paths if str(p) not in {s for s, _ in base.skipped}]
     views = base.views
     crops = matted_crops(views)
@@ -96,7 +103,8 @@ def main() -> None:
     with FaceAnalyzer() as analyzer:
         for k, held_out in enumerate(views):
             others = [i for i in range(len(views)) if i != k]
-            subset = prepare_photos([used[i] for i in others], r, geometry=args.geometry, cache_dir=cache).views
+            subset = prepare_photos([used[i] for i in others], r, geometry=args.geometry, cache_dir=cache,
+                                    focal_px=focal).views
             masks = torch.from_numpy(person_masks(np.stack([v.image for v in subset])))
             parts = [splat_view(v, m, args.sigma, args.opacity) for v, m in zip(subset, masks)]
             j = nearest_view(k, directions)
@@ -117,7 +125,7 @@ def main() -> None:
                 Image.fromarray(to_uint8(strip)).save(args.sheet / f"{k + 1:02d}-{Path(held_out.name).stem}.png")
     for method, scores in rows.items():
         print(json.dumps({"photo": "all", "method": method, "geometry": args.geometry, "sigma": args.sigma,
-                          "opacity": args.opacity, "resolution": r,
+                          "opacity": args.opacity, "resolution": r, "focal_35mm": args.focal_35mm,
                           **{key: mean_finite([getattr(s, key) for s in scores])
                              for key in ("psnr_face", "ssim_face", "psnr_crop", "akd_px512")}}), flush=True)
 
