@@ -1,6 +1,6 @@
 """Do the photos' position maps agree? Held-out faces from the maps and the crops alone, no network.
 
-    python benchmarks/map_splat.py PHOTO... [--geometry template|dust3r] [--sigma 0.7] [--opacity 0.9]
+    python benchmarks/map_splat.py PHOTO... [--geometry template|dust3r] [--focal-35mm F] [--sigma 0.7] [--opacity 0.9]
                                    [--resolution R] [--sheet DIR]
 
 The leave-one-out of ``evaluate --photos`` (``eval/photos.py``), with the model replaced by the

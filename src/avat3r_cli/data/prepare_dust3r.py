@@ -20,7 +20,6 @@ Letters: T timesteps, C cameras, R crop side, I input cameras.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -38,7 +37,6 @@ def subject_dust3r_maps(
     template_positions: np.ndarray,
     template_confidence: np.ndarray,
     model: Dust3r,
-    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A subject's position maps with the input cameras' replaced by DUSt3R's (module docstring).
 
@@ -49,7 +47,6 @@ def subject_dust3r_maps(
         template_positions: ``[T, C, 3, R, R]`` the template maps (kept for the other cameras).
         template_confidence: ``[T, C, R, R]`` uint8 (confidence x 255), likewise.
         model: a loaded ``Dust3r``; its device runs inference and alignment.
-        progress: ``progress(done, T)`` after each timestep.
 
     Returns:
         positions ``[T, C, 3, R, R]`` float16 and confidence ``[T, C, R, R]`` uint8, as
@@ -67,6 +64,4 @@ def subject_dust3r_maps(
         points, conf = dust3r_position_maps(images[t, inputs], scene_cameras, model)  # [I, 3, R, R], [I, 1, R, R]
         positions[t, inputs] = points.numpy().astype(np.float16)
         confidence[t, inputs] = np.round(conf[:, 0].numpy() * 255).astype(np.uint8)
-        if progress is not None:
-            progress(t + 1, images.shape[0])
     return positions, confidence
