@@ -104,6 +104,12 @@ def check_geometry(geometry: str) -> None:
         raise Avat3rError(f"--geometry {geometry!r} is not one of {', '.join(MAPS_BY_GEOMETRY)}")
 
 
+def missing_prepared(data_dir: Path, resolution: int, geometry: str) -> list[str]:
+    """Subjects of ``data_dir`` without a current prepared file at ``resolution`` (missing or stale)."""
+    name = prepared_name(resolution, geometry)
+    return [s for s in list_subjects(data_dir) if not is_current(Path(data_dir) / s / name)]
+
+
 def prepare_dataset(
     data_dir: Path,
     resolution: int,
@@ -118,9 +124,8 @@ def prepare_dataset(
     from the user's hub cache (``avat3r weights download dust3r``); ``notice`` gets its licence.
     """
     check_geometry(geometry)
-    data_dir = Path(data_dir)
     subjects = list_subjects(data_dir)
-    todo = [s for s in subjects if not is_current(data_dir / s / prepared_name(resolution, geometry))]
+    todo = missing_prepared(data_dir, resolution, geometry)
     if not todo:
         return subjects
     dust3r = None
@@ -133,7 +138,7 @@ def prepare_dataset(
         dust3r = load_dust3r(device=resolve_device(device))
     with FaceAnalyzer() as analyzer:
         for i, name in enumerate(todo):
-            prepare_subject(data_dir / name, resolution, analyzer, geometry, dust3r)
+            prepare_subject(Path(data_dir) / name, resolution, analyzer, geometry, dust3r)
             if progress is not None:
                 progress(i + 1, len(todo))
     return subjects

@@ -7,15 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from avat3r_cli.core.errors import Avat3rError
-from avat3r_cli.data.layout import list_subjects
-from avat3r_cli.data.prepare import check_geometry, prepare_dataset
-from avat3r_cli.data.prepared import is_current, prepared_name
-
-
-def missing_prepared(data_dir: Path, resolution: int, geometry: str) -> list[str]:
-    """Subjects of ``data_dir`` without a current prepared file at ``resolution`` (missing or stale)."""
-    name = prepared_name(resolution, geometry)
-    return [s for s in list_subjects(data_dir) if not is_current(Path(data_dir) / s / name)]
+from avat3r_cli.data.prepare import check_geometry, missing_prepared, prepare_dataset
 
 
 def ensure_prepared(
